@@ -1,0 +1,69 @@
+"""Atomic outputs: write under a temporary name beside the target, rename when complete.
+
+A killed or failed job therefore never leaves a file or folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write_text", "make_temp_dir", "write_json_atomic"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(dest: str | os.PathLike[str]) -> Path:
+    """Create an empty temporary folder beside ``dest`` (same filesystem, so renames are atomic).
+
+    Unlike :func:`tempfile.mkdtemp`, the folder gets the usual permissions (0777 & ~umask), so
+    the folder it becomes is readable by the group as any other output.
+
+    Args:
+        dest: The final folder the temporary one will be renamed to.
+
+    Returns:
+        The temporary folder (named ``.<dest name>.partial-XXXX``).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename.
+
+    Args:
+        path: Destination file; its folder is created if needed.
+        text: The content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically.
+
+    Args:
+        path: Destination file.
+        obj: A JSON-serialisable object.
+    """
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,136 @@
+"""Loading and validating the pipeline's configuration.
+
+The Snakefile validates the merged config (config.yaml + overlay) with :func:`validate_config`
+before anything runs. Errors name the offending key as a dotted path, e.g.
+``config key 'distortions.mask-0.75.p': 1.5 is not less than 1``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from robustkd.errors import ConfigError
+
+__all__ = ["load_config", "merge_configs", "validate_config"]
+
+_DATASETS = ("imagenet100", "cifar10", "cifar100", "stl10", "resisc45", "camelyon17")
+
+
+def merge_configs(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overlay`` into a copy of ``base`` recursively (as Snakemake merges configfiles).
+
+    Mappings merge key by key; any other value (lists included) in ``overlay`` replaces the
+    base value.
+
+    Args:
+        base: The base config.
+        overlay: Values that take precedence.
+
+    Returns:
+        A new merged dict; neither argument is modified.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """Name the key of a schema error, descending into the most specific sub-error."""
+    best = jsonschema.exceptions.best_match([error])
+    if best.validator == "additionalProperties":
+        # best.message: "Additional properties are not allowed ('x' was unexpected)"
+        extra = sorted(set(best.instance) - set(best.schema.get("properties", {})))
+        where = _path(best)
+        keys = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in extra)
+        return f"unknown config key '{keys}'"
+    return f"config key '{_path(best)}': {best.message}"
+
+
+def _check_references(config: Mapping[str, Any]) -> None:
+    distortions = set(config.get("distortions", {}))
+    methods = set(config.get("methods", {}).get("main", []))
+    for exp, spec in (config.get("experiments") or {}).items():
+        for name in spec.get("distortions", []):
+            if name not in distortions:
+                raise ConfigError(
+                    f"config key 'experiments.{exp}.distortions': unknown distortion {name!r} "
+                    f"(defined: {sorted(distortions)})"
+                )
+        for name in spec.get("methods", []):
+            if name not in methods:
+                raise ConfigError(
+                    f"config key 'experiments.{exp}.methods': unknown method {name!r} "
+                    f"(methods.main: {sorted(methods)})"
+                )
+        for name in spec.get("datasets", []):
+            if name not in _DATASETS:
+                raise ConfigError(
+                    f"config key 'experiments.{exp}.datasets': unknown dataset {name!r} "
+                    f"(known: {list(_DATASETS)})"
+                )
+
+
+def validate_config(config: Mapping[str, Any], schema: str | os.PathLike[str]) -> None:
+    """Validate a merged config against the JSON Schema and cross-references.
+
+    Args:
+        config: The merged configuration.
+        schema: Path of ``config/schema.yaml``.
+
+    Raises:
+        ConfigError: The first problem found, naming the key.
+    """
+    with open(schema) as fh:
+        schema_obj = yaml.safe_load(fh)
+    validator = jsonschema.Draft202012Validator(schema_obj)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    _check_references(config)
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *overlays: str | os.PathLike[str],
+    schema: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Load a config file, merge overlays over it and validate the result.
+
+    Args:
+        path: The base config (``config/config.yaml``).
+        *overlays: Overlay files, applied in order.
+        schema: The schema to validate against; default ``schema.yaml`` beside ``path``.
+
+    Returns:
+        The merged, validated config.
+
+    Raises:
+        ConfigError: A file is missing or not a mapping, or validation fails.
+    """
+    merged: dict[str, Any] = {}
+    for p in (path, *overlays):
+        p = Path(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        with open(p) as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"{p}: top level must be a mapping")
+        merged = merge_configs(merged, loaded)
+    validate_config(merged, schema or Path(path).parent / "schema.yaml")
+    return merged

@@ -1,0 +1,214 @@
+"""CAMELYON17-WILDS v1.0: 96x96 H&E patches from five hospitals, tumour vs normal tissue.
+
+Raw layout (the WILDS release, extracted into ``camelyon17_v1.0/``):
+
+- ``RELEASE_v1.0.txt``;
+- ``metadata.csv``: a leading unnamed index column, then ``patient, node, x_coord, y_coord,
+  tumor, slide, center, split`` (``split`` 0 = train, 1 = in-hospital validation);
+- ``patches/patient_{patient:03d}_node_{node}/patch_patient_{patient:03d}_node_{node}_x_{x}_y_{y}
+  .png``.
+
+The official WILDS split is used: ``test`` = center 2, ``val`` (out-of-distribution) = center 1,
+and centers 0, 3, 4 go to ``train`` (split 0) or ``id_val`` (split 1). Label = ``tumor``.
+The archive has no published checksum; only ``metadata.csv`` is hashed into the provenance.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from robustkd.data.archives import extract_archive, verify_md5
+from robustkd.data.demo_raw import write_md5sums
+from robustkd.data.prepared import PreparedWriter
+from robustkd.data.registry import register_dataset
+from robustkd.data.synthetic import draw_histology_patch
+from robustkd.errors import DataError
+
+__all__ = ["CLASSES", "FOLDER", "SPLITS", "URL", "patch_path", "prepare", "write_demo_raw"]
+
+CLASSES = ("normal", "tumor")
+SPLITS = ("train", "id_val", "val", "test")
+FOLDER = "camelyon17_v1.0"
+ARCHIVE = "camelyon17_v1.0.tar.gz"
+URL = "https://worksheets.codalab.org/rest/bundles/0xe45e15f39fb54e9d9e919556af67aabe/contents/blob/"
+METADATA_KEY = f"{FOLDER}/metadata.csv"  # name of metadata.csv in MD5SUMS / md5_overrides
+COLUMNS = ("patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split")
+N_CENTERS, N_NODES, VAL_CENTER, TEST_CENTER = 5, 5, 1, 2
+_PATCH = 96  # coordinates are multiples of the patch side of the real release
+
+
+def patch_path(data_dir: Path, patient: int, node: int, x: int, y: int) -> Path:
+    """Return the path of one patch under a ``camelyon17_v1.0/`` folder.
+
+    Args:
+        data_dir: The ``camelyon17_v1.0`` folder.
+        patient: Patient id.
+        node: Lymph node (0..4).
+        x: The patch's x coordinate on the slide.
+        y: The patch's y coordinate on the slide.
+
+    Returns:
+        ``data_dir/patches/patient_PPP_node_N/patch_patient_PPP_node_N_x_X_y_Y.png``.
+    """
+    stem = f"patient_{patient:03d}_node_{node}"
+    return Path(data_dir) / "patches" / stem / f"patch_{stem}_x_{x}_y_{y}.png"
+
+
+def write_demo_raw(
+    out_dir: Path, *, seed: int, patients_per_center: int, patches_per_node: int, size: int = 96
+) -> list[Path]:
+    """Write a miniature CAMELYON17-WILDS v1.0 in the official layout.
+
+    Each of the 5 centers has ``patients_per_center`` patients (patient id
+    ``center * patients_per_center + j``), each patient 5 nodes (one slide each, slide id
+    ``patient * 5 + node``) with ``patches_per_node`` patches at distinct coordinates (multiples
+    of 96). Tumour labels are balanced within each center (half, rounded down, are tumour).
+    Within each center, a random 10% of the patches (at least one) get ``split`` 1 (id_val),
+    the rest 0, as in the release (where centers 1 and 2 are later overridden by WILDS).
+    ``MD5SUMS`` lists ``camelyon17_v1.0/metadata.csv`` only (no checksum exists for the real
+    archive).
+
+    Args:
+        out_dir: The raw folder to fill; the data goes into ``out_dir/camelyon17_v1.0/``.
+        seed: Seed of every random choice.
+        patients_per_center: Patients per center (at least 1).
+        patches_per_node: Patches per (patient, node) slide (at least 1).
+        size: Patch side in pixels (96 in the real release).
+
+    Returns:
+        ``RELEASE_v1.0.txt``, ``metadata.csv``, every patch and ``MD5SUMS``.
+
+    Raises:
+        ValueError: A count is below 1.
+    """
+    if patients_per_center < 1 or patches_per_node < 1:
+        raise ValueError("patients_per_center and patches_per_node must be at least 1")
+    data = Path(out_dir) / FOLDER
+    data.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    per_center = patients_per_center * N_NODES * patches_per_node
+    grid = max(64, 2 * patches_per_node)  # cells per side of a slide's coordinate grid
+    rows: list[list[int]] = []
+    for center in range(N_CENTERS):
+        tumor = rng.permutation(np.arange(per_center) % 2)
+        split = np.zeros(per_center, dtype=int)
+        split[rng.choice(per_center, max(1, round(0.1 * per_center)), replace=False)] = 1
+        k = 0
+        for j in range(patients_per_center):
+            patient = center * patients_per_center + j
+            for node in range(N_NODES):
+                for cell in rng.choice(grid * grid, patches_per_node, replace=False):
+                    x, y = int(cell % grid) * _PATCH, int(cell // grid) * _PATCH
+                    rows.append([patient, node, x, y, int(tumor[k]), patient * N_NODES + node,
+                                 center, int(split[k])])
+                    k += 1
+    files = [data / "RELEASE_v1.0.txt", data / "metadata.csv"]
+    files[0].write_text("CAMELYON17-WILDS v1.0 (robustkd offline miniature)\n")
+    with open(files[1], "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["", *COLUMNS])
+        writer.writerows([i, *row] for i, row in enumerate(rows))
+    for patient, node, x, y, tumor_k, *_ in rows:
+        path = patch_path(data, patient, node, x, y)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(draw_histology_patch(rng, tumor_k, size)).save(path)
+        files.append(path)
+    return [*files, write_md5sums(out_dir, [files[1]])]
+
+
+def _read_metadata(path: Path) -> pd.DataFrame:
+    """Read and check ``metadata.csv``; returns its columns as integers plus a ``part`` column."""
+    try:
+        df = pd.read_csv(path, index_col=0)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: unreadable metadata ({exc})") from exc
+    for col in COLUMNS:
+        if col not in df.columns:
+            raise DataError(f"{path}: missing column {col!r}")
+    try:
+        df = df[list(COLUMNS)].astype(np.int64)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: non-integer or empty values ({exc})") from exc
+    bad = ~df["tumor"].isin([0, 1]) | ~df["center"].between(0, N_CENTERS - 1)
+    bad |= ~df["center"].isin([VAL_CENTER, TEST_CENTER]) & ~df["split"].isin([0, 1])
+    if bad.any():
+        raise DataError(f"{path}: row {df.index[bad.to_numpy()][0]} has tumor not in {{0, 1}}, "
+                        f"center outside 0..{N_CENTERS - 1} or split not in {{0, 1}}")
+    dup = df.duplicated(["patient", "node", "x_coord", "y_coord"])
+    if dup.any():
+        raise DataError(f"{path}: row {df.index[dup.to_numpy()][0]} repeats a patch")
+    df["part"] = np.select(
+        [df["center"] == TEST_CENTER, df["center"] == VAL_CENTER, df["split"] == 0],
+        ["test", "val", "train"], "id_val")
+    return df
+
+
+def prepare(
+    root: Path,
+    out_dir: Path,
+    *,
+    download: bool = False,
+    md5_overrides: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Prepare CAMELYON17-WILDS with the official split into ``out_dir``.
+
+    Args:
+        root: Folder holding ``camelyon17_v1.0/`` (or that folder itself).
+        out_dir: The prepared dataset folder to write (splits train, id_val, val, test).
+        download: Download (about 10 GB) and extract the WILDS archive if the folder is absent.
+        md5_overrides: May map ``camelyon17_v1.0/metadata.csv`` to its expected md5 (the
+            miniature's ``MD5SUMS``); no checksum is published for the real release.
+        provenance: Keyword arguments for the provenance record (default rule
+            ``prepare_camelyon17``; ``inputs`` default to ``metadata.csv`` and the release file).
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        DataError: The folder, release file, ``metadata.csv``, one of its columns or a patch
+            is missing, the metadata is malformed, or a patch is unreadable.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    data = root / FOLDER
+    if not data.is_dir() and root.name == FOLDER:
+        data = root
+    if not data.is_dir():
+        if not download:
+            raise DataError(f"{data}: folder not found (extract the WILDS CAMELYON17 v1.0 "
+                            "archive there, point 'root' at it, or set data.download: true)")
+        from torchvision.datasets.utils import download_url
+
+        download_url(URL, str(root), ARCHIVE, None)
+        extract_archive(root / ARCHIVE, data)  # WILDS's archive holds the folder's contents
+        (root / ARCHIVE).unlink()
+    release = data / "RELEASE_v1.0.txt"
+    if not release.is_file():
+        raise DataError(f"{release}: not found; {data} is not a complete v1.0 release")
+    meta_path = data / "metadata.csv"
+    verify_md5(meta_path, (md5_overrides or {}).get(METADATA_KEY))
+    meta = _read_metadata(meta_path)
+
+    prov = dict(provenance or {"rule": "prepare_camelyon17"})
+    prov.setdefault("inputs", [meta_path, release])
+    prov["extra"] = {**(prov.get("extra") or {}), "source": str(data)}
+    with PreparedWriter(out_dir, CLASSES, provenance=prov) as writer:
+        for split in SPLITS:
+            part = meta[meta["part"] == split]
+            for patient, node, x, y, tumor in zip(
+                part["patient"], part["node"], part["x_coord"], part["y_coord"], part["tumor"],
+                strict=True,
+            ):
+                src = patch_path(data, patient, node, x, y)
+                writer.add_file(split, int(tumor), src, name=f"{src.parent.name}/{src.name}")
+    return out_dir
+
+
+register_dataset("camelyon17", prepare=prepare, write_demo_raw=write_demo_raw)

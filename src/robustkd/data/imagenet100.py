@@ -1,0 +1,254 @@
+"""ImageNet-100 (the CMC class subset) built from a local ILSVRC-2012 copy by linking files.
+
+Raw layout (ILSVRC-2012 as distributed, or Kaggle's ``ILSVRC/Data/CLS-LOC/`` inside ``root``):
+
+- ``train/<wnid>/<wnid>_<n>.JPEG``;
+- ``val/`` either flat (``ILSVRC2012_val_<8 digits>.JPEG``) with ``LOC_val_solution.csv``
+  (``ImageId,PredictionString``; the first token of the prediction string is the wnid), or
+  already sorted into ``val/<wnid>/`` folders.
+
+ImageNet cannot be downloaded automatically; a missing root is an error. Labels follow the sorted
+wnids (as ImageFolder assigns them), not the unsorted order of the CMC list.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from robustkd.data.prepared import PreparedWriter
+from robustkd.data.registry import register_dataset
+from robustkd.data.synthetic import draw_image
+from robustkd.errors import DataError
+
+__all__ = ["find_ilsvrc_root", "prepare", "read_class_list", "write_demo_raw"]
+
+_WNID = re.compile(r"^n\d{8}$")
+_IMAGE_EXT = {".jpeg", ".jpg", ".png"}
+VAL_LABELS = "LOC_val_solution.csv"
+# Two real ImageNet classes outside the CMC list: the miniature includes them so that the
+# preparation is seen to filter classes.
+_OTHER_WNIDS = ("n01440764", "n01443537")
+
+
+def read_class_list(path: str | os.PathLike[str], n_classes: int | None = None) -> list[str]:
+    """Read a wnid list (one per line), optionally keeping its first ``n_classes`` entries.
+
+    Args:
+        path: The class list file (``config/imagenet100.txt``).
+        n_classes: Keep only the first ``n_classes`` wnids of the file (the miniature's subset).
+
+    Returns:
+        The wnids in file order.
+
+    Raises:
+        DataError: The file is missing, a line is not a wnid, a wnid repeats, or the list is
+            shorter than ``n_classes``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: class list not found")
+    wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    for i, w in enumerate(wnids, 1):
+        if not _WNID.match(w):
+            raise DataError(f"{path}:{i}: {w!r} is not a WordNet id (nXXXXXXXX)")
+    if len(set(wnids)) != len(wnids):
+        raise DataError(f"{path}: repeated wnids")
+    if n_classes is not None:
+        if n_classes > len(wnids):
+            raise DataError(f"{path}: asked for {n_classes} classes, the list has {len(wnids)}")
+        wnids = wnids[:n_classes]
+    return wnids
+
+
+def find_ilsvrc_root(root: str | os.PathLike[str]) -> Path:
+    """Return the folder that holds ``train/`` and ``val/`` under an ILSVRC-2012 root.
+
+    Accepts the folder itself or Kaggle's layout (``ILSVRC/Data/CLS-LOC/`` inside it).
+
+    Raises:
+        DataError: No such folder exists (ImageNet cannot be downloaded automatically).
+    """
+    root = Path(root)
+    for cand in (root, root / "ILSVRC" / "Data" / "CLS-LOC"):
+        if (cand / "train").is_dir() and (cand / "val").is_dir():
+            return cand
+    raise DataError(
+        f"{root}: no ILSVRC-2012 train/ and val/ folders found. ImageNet cannot be downloaded "
+        "automatically: obtain ILSVRC-2012 from image-net.org and set "
+        "data.datasets.imagenet100.root to its folder"
+    )
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_EXT and p.is_file())
+
+
+def _read_val_labels(csv_path: Path) -> dict[str, str]:
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: val label file not found (flat val/ needs it)")
+    with open(csv_path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+            raise DataError(f"{csv_path}: expected columns ImageId,PredictionString")
+        labels = {}
+        for row in reader:
+            tokens = row["PredictionString"].split()
+            if not tokens:
+                raise DataError(f"{csv_path}: empty label for {row['ImageId']}")
+            labels[row["ImageId"]] = tokens[0]
+    return labels
+
+
+def _val_samples(
+    root: Path, base: Path, wnids: Sequence[str], val_labels: Path | None
+) -> list[tuple[Path, str]]:
+    val = base / "val"
+    if all((val / w).is_dir() for w in wnids):
+        return [(p, w) for w in wnids for p in _images_in(val / w)]
+    # Flat val: the label csv sits beside train/ or, in Kaggle's layout, in the root.
+    candidates = [base / VAL_LABELS, Path(root) / VAL_LABELS]
+    csv_path = val_labels or next((c for c in candidates if c.is_file()), candidates[0])
+    labels = _read_val_labels(csv_path)
+    wanted = set(wnids)
+    samples = []
+    for p in _images_in(val):
+        if p.stem not in labels:
+            raise DataError(f"{p}: no label for this val image in {csv_path}")
+        if labels[p.stem] in wanted:
+            samples.append((p, labels[p.stem]))
+    for image_id, wnid in labels.items():
+        if wnid in wanted and not any(val.glob(f"{image_id}.*")):
+            raise DataError(f"{val / image_id}.JPEG: listed in {csv_path} but missing")
+    return samples
+
+
+def prepare(
+    root: Path,
+    out_dir: Path,
+    *,
+    download: bool = False,
+    md5_overrides: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    class_list: str | os.PathLike[str] = "config/imagenet100.txt",
+    n_classes: int | None = None,
+    val_labels: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Build the prepared ImageNet-100 by linking the CMC classes' files of an ILSVRC root.
+
+    Args:
+        root: The ILSVRC-2012 folder (see :func:`find_ilsvrc_root`).
+        out_dir: The prepared dataset folder to write.
+        download: Ignored except for the error message: ImageNet has no public download.
+        md5_overrides: Unused (a local tree has no archive checksum).
+        provenance: Provenance fields for the prepared folder.
+        class_list: The wnid list (CMC's ImageNet-100).
+        n_classes: Use only the first ``n_classes`` wnids of the list (miniature).
+        val_labels: Label file for a flat val folder; default ``LOC_val_solution.csv`` beside
+            ``train/`` or in the root.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        DataError: Missing root, class folder, val label or image, or an unreadable image.
+    """
+    del download, md5_overrides
+    wnids = read_class_list(class_list, n_classes)
+    base = find_ilsvrc_root(root)
+    classes = sorted(wnids)
+    label_of = {w: i for i, w in enumerate(classes)}
+    prov = dict(provenance or {"rule": "prepare_imagenet100"})
+    inputs = [class_list] + ([val_labels] if val_labels else [])
+    prov.setdefault("inputs", [p for p in inputs if Path(p).is_file()])
+    prov["extra"] = {**(prov.get("extra") or {}), "source": str(base), "wnids": classes}
+    with PreparedWriter(out_dir, classes, provenance=prov) as writer:
+        for w in classes:
+            folder = base / "train" / w
+            if not folder.is_dir():
+                raise DataError(f"{folder}: class folder of {w} missing from the ILSVRC train set")
+            files = _images_in(folder)
+            if not files:
+                raise DataError(f"{folder}: no images")
+            for p in files:
+                writer.add_file("train", label_of[w], p, name=f"{w}/{p.name}")
+        val_csv = Path(val_labels) if val_labels else None
+        for p, w in _val_samples(root, base, classes, val_csv):
+            writer.add_file("val", label_of[w], p, name=f"{w}/{p.name}")
+    return Path(out_dir)
+
+
+def write_demo_raw(
+    out_dir: Path,
+    *,
+    seed: int,
+    class_list: str | os.PathLike[str] = "config/imagenet100.txt",
+    n_classes: int = 10,
+    train_per_class: int = 50,
+    val_per_class: int = 20,
+    size: int = 48,
+    other_classes: int = 2,
+) -> list[Path]:
+    """Write a miniature ILSVRC-2012 tree: ``train/<wnid>/``, flat ``val/`` and its label csv.
+
+    The first ``n_classes`` wnids of the class list get procedurally drawn images with a
+    learnable class signal; ``other_classes`` real non-CMC wnids are added so that preparation
+    is seen to filter. Train images vary in size between ``size`` and 1.25 x ``size``.
+
+    Args:
+        out_dir: The folder to write (the miniature ILSVRC root).
+        seed: Seed of every random choice.
+        class_list: The wnid list.
+        n_classes: How many CMC classes the miniature holds.
+        train_per_class: Training images per class.
+        val_per_class: Validation images per class.
+        size: Smallest image side in pixels.
+        other_classes: Non-CMC classes to add (at most 2).
+
+    Returns:
+        The files written.
+    """
+    rng = np.random.default_rng(seed)
+    wnids = read_class_list(class_list, n_classes) + list(_OTHER_WNIDS[:other_classes])
+    # Class signal follows the label order of the prepared dataset (sorted CMC wnids).
+    signal_of = {w: i for i, w in enumerate(sorted(wnids[:n_classes]))}
+    n_signals = n_classes + other_classes
+    for k, w in enumerate(_OTHER_WNIDS[:other_classes]):
+        signal_of[w] = n_classes + k
+    written: list[Path] = []
+
+    def draw(w: str, name: Path) -> None:
+        side = int(rng.integers(size, int(size * 1.25) + 1))
+        img = draw_image(rng, signal_of[w], n_signals, side)
+        name.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(name, format="JPEG", quality=92)
+        written.append(name)
+
+    for w in wnids:
+        for i in range(train_per_class):
+            draw(w, out_dir / "train" / w / f"{w}_{i + 1}.JPEG")
+    val_rows = []
+    order = [w for w in wnids for _ in range(val_per_class)]
+    perm = rng.permutation(len(order))
+    for idx, j in enumerate(perm, 1):
+        w = order[j]
+        image_id = f"ILSVRC2012_val_{idx:08d}"
+        draw(w, out_dir / "val" / f"{image_id}.JPEG")
+        val_rows.append((image_id, f"{w} 0 0 {size - 1} {size - 1}"))
+    csv_path = out_dir / VAL_LABELS
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["ImageId", "PredictionString"])
+        writer.writerows(sorted(val_rows))
+    written.append(csv_path)
+    return written
+
+
+register_dataset("imagenet100", prepare=prepare, write_demo_raw=write_demo_raw)

@@ -1,0 +1,148 @@
+"""Provenance records: what produced an output, from which inputs, with which code and config.
+
+Every job writes a ``provenance.json`` beside its outputs (see DESIGN.md, "Provenance
+contract"). This module builds those records.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from robustkd.atomic import write_json_atomic
+
+__all__ = [
+    "code_version",
+    "now_iso",
+    "sha256_file",
+    "software_versions",
+    "write_provenance",
+]
+
+_PACKAGES = ("torch", "torchvision", "timm", "snakemake", "numpy", "pandas", "pillow")
+
+
+def now_iso() -> str:
+    """Return the current UTC time in ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file (symlinks are followed).
+
+    Args:
+        path: The file to hash.
+        chunk: Read size in bytes.
+
+    Returns:
+        The 64-character lowercase hex digest.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_version(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Return the git commit and dirty flag of the code, or ``None`` values outside git.
+
+    Args:
+        repo: A folder inside the repository; defaults to this package's folder.
+
+    Returns:
+        ``{"commit": str | None, "dirty": bool | None}``.
+    """
+    where = str(repo or Path(__file__).resolve().parent)
+    try:
+        commit = subprocess.run(
+            ["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def software_versions() -> dict[str, str | None]:
+    """Return the versions of Python and the packages that shape results."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _hash_paths(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if q.is_file() and q.name != "provenance.json"):
+                out[str(f)] = sha256_file(f)
+        elif p.is_file():
+            out[str(p)] = sha256_file(p)
+    return out
+
+
+def write_provenance(
+    path: str | os.PathLike[str],
+    *,
+    rule: str,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    outputs: Iterable[str | os.PathLike[str]] = (),
+    wildcards: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    started: str | None = None,
+    device: str = "cpu",
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a provenance record for one job and return it.
+
+    Args:
+        path: Where to write ``provenance.json``.
+        rule: The Snakemake rule (or command) that ran.
+        inputs: Input files or folders; every file is hashed (folders recursively).
+        outputs: Output files or folders; hashed likewise (``provenance.json`` itself excluded).
+        wildcards: The job's wildcards.
+        config: The resolved config values the job used.
+        seed: The job's random seed, if any.
+        started: Start time (ISO 8601); defaults to now.
+        device: The device the job computed on.
+        extra: Further job-specific fields.
+
+    Returns:
+        The record as written.
+    """
+    record: dict[str, Any] = {
+        "rule": rule,
+        "wildcards": dict(wildcards or {}),
+        "config": dict(config or {}),
+        "seed": seed,
+        "inputs": _hash_paths(inputs),
+        "outputs": _hash_paths(outputs),
+        "code": code_version(),
+        "software": software_versions(),
+        "device": device,
+        "argv": list(sys.argv),
+        "started": started or now_iso(),
+        "finished": now_iso(),
+    }
+    if extra:
+        record.update(extra)
+    write_json_atomic(path, record)
+    return record

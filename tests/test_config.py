@@ -1,0 +1,74 @@
+import pytest
+import yaml
+
+from robustkd.config import load_config, merge_configs, validate_config
+from robustkd.errors import ConfigError
+
+
+@pytest.fixture
+def base(repo_root):
+    return yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+
+
+@pytest.fixture
+def schema(repo_root):
+    return repo_root / "config" / "schema.yaml"
+
+
+def test_shipped_configs_validate(repo_root):
+    cfg = load_config(repo_root / "config" / "config.yaml", repo_root / "config" / "demo.yaml")
+    assert cfg["demo_raw"]["enabled"] is True
+    # The overlay merges into nested sections instead of replacing them.
+    assert cfg["data"]["datasets"]["imagenet100"]["class_list"] == "config/imagenet100.txt"
+    assert cfg["data"]["datasets"]["imagenet100"]["n_classes"] == 10
+    assert cfg["distortions"]["blur-37-9"] == {"family": "blur", "kernel": 37, "sigma": 9.0}
+
+
+def test_cmc_class_list_is_the_reference(repo_root):
+    import hashlib
+
+    digest = hashlib.sha256((repo_root / "config" / "imagenet100.txt").read_bytes()).hexdigest()
+    assert digest.startswith("79f3f155") and digest.endswith("1397")
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        ({"extra_key": 1}, "unknown config key 'extra_key'"),
+        ({"data": {"downlod": True}}, "unknown config key 'data.downlod'"),
+        ({"data": {"download": "yes"}}, "config key 'data.download': 'yes' is not of type"),
+        ({"seeds": [0, "1"]}, "config key 'seeds.1'"),
+        ({"distortions": {"mask-0.75": {"family": "mask", "p": 1.5}}}, "distortions.mask-0.75.p"),
+        ({"distortions": {"warp-1": {"family": "warp"}}}, "distortions.warp-1.family"),
+        ({"distortions": {"Mask_1": {"family": "mask", "p": 0.5}}}, "config key 'distortions': 'Mask_1' does not match"),
+        (
+            {"distortions": {"noise-0.3": {"family": "noise", "sigma": 0.3, "p": 1}}},
+            "unknown config key 'distortions.noise-0.3.p'",
+        ),
+        (
+            {"experiments": {"table1": {"distortions": ["mask-0.5"]}}},
+            "experiments.table1.distortions': unknown distortion 'mask-0.5'",
+        ),
+        (
+            {"experiments": {"table2": {"datasets": ["mnist"]}}},
+            "unknown dataset 'mnist'",
+        ),
+        ({"demo_raw": {"cifar10": {"train_per_class": 0}}}, "demo_raw.cifar10.train_per_class"),
+    ],
+)
+def test_bad_config_names_the_key(base, schema, overlay, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        validate_config(merge_configs(base, overlay), schema)
+    assert message in str(info.value)
+
+
+def test_merge_does_not_modify_inputs():
+    base = {"a": {"b": 1, "c": [1]}}
+    merged = merge_configs(base, {"a": {"b": 2}})
+    assert merged == {"a": {"b": 2, "c": [1]}}
+    assert base == {"a": {"b": 1, "c": [1]}}
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,151 @@
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from robustkd.data import PreparedDataset
+from robustkd.data.imagenet100 import prepare, read_class_list, write_demo_raw
+from robustkd.errors import DataError
+
+N_CLASSES, TRAIN, VAL = 4, 5, 3
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory, class_list=None):
+    from tests.conftest import ROOT
+
+    root = tmp_path_factory.mktemp("ilsvrc")
+    write_demo_raw(root, seed=3, class_list=ROOT / "config" / "imagenet100.txt",
+                   n_classes=N_CLASSES, train_per_class=TRAIN, val_per_class=VAL, size=24)
+    return root
+
+
+def _copy(raw, tmp_path):
+    dst = tmp_path / "raw"
+    shutil.copytree(raw, dst)
+    return dst
+
+
+def test_miniature_layout_is_ilsvrc(raw, class_list):
+    wnids = read_class_list(class_list, N_CLASSES)
+    for w in wnids:
+        assert len(list((raw / "train" / w).glob(f"{w}_*.JPEG"))) == TRAIN
+    val = sorted((raw / "val").glob("ILSVRC2012_val_*.JPEG"))
+    assert len(val) == (N_CLASSES + 2) * VAL  # + the two non-CMC classes
+    with open(raw / "LOC_val_solution.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["ImageId"] for r in rows} == {p.stem for p in val}
+
+
+def test_prepare_counts_classes_and_links(raw, tmp_path, class_list):
+    out = prepare(raw, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    ds = PreparedDataset(out)
+    wnids = read_class_list(class_list, N_CLASSES)
+    assert ds.classes == sorted(wnids)
+    assert len(ds.indices("train")) == N_CLASSES * TRAIN
+    assert len(ds.indices("val")) == N_CLASSES * VAL
+    assert np.bincount(ds.labels("val")).tolist() == [VAL] * N_CLASSES
+    first = out / ds.rows[0].path
+    assert first.is_symlink() and first.resolve().is_relative_to(raw.resolve())
+
+
+def test_labels_round_trip_from_label_file(raw, tmp_path, class_list):
+    """A val image is labelled with the wnid LOC_val_solution.csv gives it, by sorted wnid."""
+    out = prepare(raw, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    ds = PreparedDataset(out)
+    with open(raw / "LOC_val_solution.csv") as fh:
+        truth = {r["ImageId"]: r["PredictionString"].split()[0] for r in csv.DictReader(fh)}
+    for i in ds.indices("val"):
+        row = ds.rows[i]
+        image_id = row.path.rsplit("/", 1)[1].removesuffix(".JPEG")
+        assert ds.classes[row.label] == truth[image_id]
+        assert row.path.split("/")[2] == truth[image_id]
+
+
+def test_val_in_wnid_folders(raw, tmp_path, class_list):
+    """The same val set, already sorted into wnid folders, prepares to the same labels."""
+    root = _copy(raw, tmp_path)
+    with open(root / "LOC_val_solution.csv") as fh:
+        truth = {r["ImageId"]: r["PredictionString"].split()[0] for r in csv.DictReader(fh)}
+    for p in (root / "val").glob("*.JPEG"):
+        (root / "val" / truth[p.stem]).mkdir(exist_ok=True)
+        p.rename(root / "val" / truth[p.stem] / p.name)
+    (root / "LOC_val_solution.csv").unlink()
+    a = PreparedDataset(prepare(raw, tmp_path / "a", class_list=class_list, n_classes=N_CLASSES))
+    b = PreparedDataset(prepare(root, tmp_path / "b", class_list=class_list, n_classes=N_CLASSES))
+    assert sorted(r.sha256 + str(r.label) for r in a.rows) == sorted(
+        r.sha256 + str(r.label) for r in b.rows
+    )
+
+
+def test_kaggle_layout(raw, tmp_path, class_list):
+    root = tmp_path / "kaggle"
+    shutil.copytree(raw / "train", root / "ILSVRC" / "Data" / "CLS-LOC" / "train")
+    shutil.copytree(raw / "val", root / "ILSVRC" / "Data" / "CLS-LOC" / "val")
+    shutil.copy(raw / "LOC_val_solution.csv", root)
+    ds = PreparedDataset(prepare(root, tmp_path / "p", class_list=class_list, n_classes=N_CLASSES))
+    assert len(ds.indices("val")) == N_CLASSES * VAL
+
+
+def test_missing_root(tmp_path, class_list):
+    with pytest.raises(DataError, match="nowhere: no ILSVRC-2012.*cannot be downloaded"):
+        prepare(tmp_path / "nowhere", tmp_path / "prep", class_list=class_list)
+    assert not (tmp_path / "prep").exists()
+
+
+def test_missing_class_folder(raw, tmp_path, class_list):
+    root = _copy(raw, tmp_path)
+    wnid = sorted(read_class_list(class_list, N_CLASSES))[1]
+    shutil.rmtree(root / "train" / wnid)
+    with pytest.raises(DataError, match=f"train/{wnid}: class folder"):
+        prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]
+
+
+def test_missing_val_label(raw, tmp_path, class_list):
+    root = _copy(raw, tmp_path)
+    lines = (root / "LOC_val_solution.csv").read_text().splitlines()
+    removed = lines.pop(3).split(",")[0]
+    (root / "LOC_val_solution.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=f"{removed}.JPEG: no label .*LOC_val_solution.csv"):
+        prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    assert not (tmp_path / "prep").exists()
+
+
+def test_missing_val_label_file(raw, tmp_path, class_list):
+    root = _copy(raw, tmp_path)
+    (root / "LOC_val_solution.csv").unlink()
+    with pytest.raises(DataError, match="LOC_val_solution.csv: val label file not found"):
+        prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    assert not (tmp_path / "prep").exists()
+
+
+def test_unreadable_image(raw, tmp_path, class_list):
+    root = _copy(raw, tmp_path)
+    wnid = sorted(read_class_list(class_list, N_CLASSES))[2]
+    victim = sorted((root / "train" / wnid).iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:60])  # a truncated JPEG
+    with pytest.raises(DataError, match=f"{victim.name}: unreadable image"):
+        prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    assert not (tmp_path / "prep").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_bad_class_list(tmp_path, raw):
+    bad = tmp_path / "classes.txt"
+    bad.write_text("n01749939\nnot-a-wnid\n")
+    with pytest.raises(DataError, match="classes.txt:2: 'not-a-wnid'"):
+        prepare(raw, tmp_path / "prep", class_list=bad)
+
+
+def test_demo_raw_is_deterministic(tmp_path, class_list):
+    kw = dict(class_list=class_list, n_classes=2, train_per_class=2, val_per_class=1, size=16)
+    a = write_demo_raw(tmp_path / "a", seed=1, **kw)
+    b = write_demo_raw(tmp_path / "b", seed=1, **kw)
+    c = write_demo_raw(tmp_path / "c", seed=2, **kw)
+    read = [p.read_bytes() for p in a]
+    assert read == [p.read_bytes() for p in b]
+    assert read != [p.read_bytes() for p in c]
+    assert all(Image.open(p).format == "JPEG" for p in a if p.suffix == ".JPEG")
