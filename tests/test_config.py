@@ -40,7 +40,10 @@ def test_cmc_class_list_is_the_reference(repo_root):
         ({"seeds": [0, "1"]}, "config key 'seeds.1'"),
         ({"distortions": {"mask-0.75": {"family": "mask", "p": 1.5}}}, "distortions.mask-0.75.p"),
         ({"distortions": {"warp-1": {"family": "warp"}}}, "distortions.warp-1.family"),
-        ({"distortions": {"Mask_1": {"family": "mask", "p": 0.5}}}, "config key 'distortions': 'Mask_1' does not match"),
+        (
+            {"distortions": {"Mask_1": {"family": "mask", "p": 0.5}}},
+            "config key 'distortions': 'Mask_1' does not match",
+        ),
         (
             {"distortions": {"noise-0.3": {"family": "noise", "sigma": 0.3, "p": 1}}},
             "unknown config key 'distortions.noise-0.3.p'",

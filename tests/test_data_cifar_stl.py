@@ -30,8 +30,9 @@ SEED = 7
 def write_raw(name: str, raw: Path, seed: int = SEED) -> Path:
     """Write the miniature of ``name`` into ``raw`` and return its archive."""
     _, _, _, _, n_train, n_test = SPECS[name]
-    files = get_dataset(name).write_demo_raw(raw, seed=seed, train_per_class=n_train,
-                                             test_per_class=n_test)
+    files = get_dataset(name).write_demo_raw(
+        raw, seed=seed, train_per_class=n_train, test_per_class=n_test
+    )
     archive = raw / SPECS[name][0]
     assert files == [archive, raw / "MD5SUMS"]
     return archive
@@ -77,8 +78,9 @@ def test_prepare_miniature(name: str, tmp_path: Path) -> None:
     for split, per_class in (("train", n_train), ("test", n_test)):
         labels = ds.labels(split)
         assert len(labels) == len(classes) * per_class
-        assert np.array_equal(np.bincount(labels, minlength=len(classes)),
-                              np.full(len(classes), per_class))
+        assert np.array_equal(
+            np.bincount(labels, minlength=len(classes)), np.full(len(classes), per_class)
+        )
     assert np.asarray(ds.image(0)).shape == (size, size, 3)
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["rule"] == f"prepare_{name}"
@@ -113,8 +115,9 @@ def _pattern(rng: np.random.Generator, label: int, n_classes: int, size: int) ->
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_orientation_and_labels_survive(name: str, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_orientation_and_labels_survive(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A top row (not a left column) comes back on top; STL-10 stores images transposed."""
     _, _, classes, size, _, _ = SPECS[name]
     monkeypatch.setattr(synthetic, "draw_image", _pattern)
@@ -134,9 +137,21 @@ def test_cifar_pickles_match_the_official_layout(tmp_path: Path) -> None:
         names = sorted(m.name for m in tf.getmembers())
         batch = pickle.load(tf.extractfile("cifar-10-batches-py/data_batch_1"), encoding="bytes")
         meta = pickle.load(tf.extractfile("cifar-10-batches-py/batches.meta"), encoding="bytes")
-    assert names == ["cifar-10-batches-py", *(f"cifar-10-batches-py/{f}" for f in (
-        "batches.meta", "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
-        "data_batch_5", "test_batch"))]
+    assert names == [
+        "cifar-10-batches-py",
+        *(
+            f"cifar-10-batches-py/{f}"
+            for f in (
+                "batches.meta",
+                "data_batch_1",
+                "data_batch_2",
+                "data_batch_3",
+                "data_batch_4",
+                "data_batch_5",
+                "test_batch",
+            )
+        ),
+    ]
     assert set(batch) == {b"batch_label", b"labels", b"data", b"filenames"}
     assert batch[b"data"].dtype == np.uint8 and batch[b"data"].shape == (6, 3072)
     assert meta[b"label_names"] == [c.encode() for c in cifar.CIFAR10_CLASSES]
@@ -151,8 +166,11 @@ def test_cifar_pickles_match_the_official_layout(tmp_path: Path) -> None:
     coarse = [meta[b"coarse_label_names"][k] for k in train[b"coarse_labels"]]
     pairs = set(zip(fine, coarse, strict=True))
     assert len(pairs) == 100  # every fine class present, each in exactly one superclass
-    assert {(b"oak_tree", b"trees"), (b"apple", b"fruit_and_vegetables"),
-            (b"lawn_mower", b"vehicles_2")} <= pairs
+    assert {
+        (b"oak_tree", b"trees"),
+        (b"apple", b"fruit_and_vegetables"),
+        (b"lawn_mower", b"vehicles_2"),
+    } <= pairs
     assert all(sum(c == sc for _, c in pairs) == 5 for sc in meta[b"coarse_label_names"])
 
 
@@ -207,17 +225,21 @@ def test_missing_archive(name: str, tmp_path: Path) -> None:
     assert_nothing_left(out)
 
 
-@pytest.mark.parametrize(("name", "member", "data"), [
-    ("cifar10", "data_batch_1", b"junk" * 100),  # not a pickle
-    ("cifar10", "test_batch", pickle.dumps([1, 2, 3])),  # a pickle, but not a batch
-    ("cifar10", "data_batch_3", None),  # missing
-    ("cifar10", "batches.meta", b"\x80\x02}q\x00(U"),  # cut short
-    ("cifar100", "train", b"junk"),
-    ("cifar100", "meta", pickle.dumps({"other": 1})),
-    ("stl10", "train_X.bin", bytes(3 * 96 * 96 + 5)),  # not a whole number of images
-    ("stl10", "test_y.bin", bytes(3)),  # 3 labels for 10 images, and label 0 (-> -1)
-    ("stl10", "class_names.txt", None),
-], ids=lambda v: "junk" if isinstance(v, bytes) else "dropped" if v is None else v)
+@pytest.mark.parametrize(
+    ("name", "member", "data"),
+    [
+        ("cifar10", "data_batch_1", b"junk" * 100),  # not a pickle
+        ("cifar10", "test_batch", pickle.dumps([1, 2, 3])),  # a pickle, but not a batch
+        ("cifar10", "data_batch_3", None),  # missing
+        ("cifar10", "batches.meta", b"\x80\x02}q\x00(U"),  # cut short
+        ("cifar100", "train", b"junk"),
+        ("cifar100", "meta", pickle.dumps({"other": 1})),
+        ("stl10", "train_X.bin", bytes(3 * 96 * 96 + 5)),  # not a whole number of images
+        ("stl10", "test_y.bin", bytes(3)),  # 3 labels for 10 images, and label 0 (-> -1)
+        ("stl10", "class_names.txt", None),
+    ],
+    ids=lambda v: "junk" if isinstance(v, bytes) else "dropped" if v is None else v,
+)
 def test_corrupt_member(name: str, member: str, data: bytes | None, tmp_path: Path) -> None:
     archive = write_raw(name, tmp_path / "raw")
     md5 = remake(archive, member, data)
@@ -262,8 +284,6 @@ def test_options_and_size_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="bogus"):
         cifar.prepare_cifar10(tmp_path, tmp_path / "out", bogus=1)
     with pytest.raises(ValueError, match="32x32"):
-        cifar.write_demo_raw_cifar10(tmp_path, seed=0, train_per_class=1, test_per_class=1,
-                                     size=16)
+        cifar.write_demo_raw_cifar10(tmp_path, seed=0, train_per_class=1, test_per_class=1, size=16)
     with pytest.raises(ValueError, match="96x96"):
-        stl10.write_demo_raw_stl10(tmp_path, seed=0, train_per_class=1, test_per_class=1,
-                                   size=32)
+        stl10.write_demo_raw_stl10(tmp_path, seed=0, train_per_class=1, test_per_class=1, size=32)

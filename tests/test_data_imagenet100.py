@@ -17,8 +17,15 @@ def raw(tmp_path_factory, class_list=None):
     from tests.conftest import ROOT
 
     root = tmp_path_factory.mktemp("ilsvrc")
-    write_demo_raw(root, seed=3, class_list=ROOT / "config" / "imagenet100.txt",
-                   n_classes=N_CLASSES, train_per_class=TRAIN, val_per_class=VAL, size=24)
+    write_demo_raw(
+        root,
+        seed=3,
+        class_list=ROOT / "config" / "imagenet100.txt",
+        n_classes=N_CLASSES,
+        train_per_class=TRAIN,
+        val_per_class=VAL,
+        size=24,
+    )
     return root
 
 

@@ -33,8 +33,7 @@ def resisc_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def camelyon_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = tmp_path_factory.mktemp("camelyon_raw")
-    camelyon17.write_demo_raw(raw, seed=0, patients_per_center=PPC, patches_per_node=PPN,
-                              size=32)
+    camelyon17.write_demo_raw(raw, seed=0, patients_per_center=PPC, patches_per_node=PPN, size=32)
     return raw
 
 
@@ -132,8 +131,14 @@ def test_resisc_zip_deterministic(tmp_path: Path) -> None:
 
 def test_resisc_zip_md5_mismatch(resisc_raw: Path, tmp_path: Path) -> None:
     sums = {**read_checksum_file(resisc_raw / "MD5SUMS"), "NWPU-RESISC45.zip": "0" * 32}
-    _expect_error(resisc45.prepare, resisc_raw, tmp_path / "out", "NWPU-RESISC45.zip",
-                  "md5", md5_overrides=sums)
+    _expect_error(
+        resisc45.prepare,
+        resisc_raw,
+        tmp_path / "out",
+        "NWPU-RESISC45.zip",
+        "md5",
+        md5_overrides=sums,
+    )
 
 
 def test_resisc_official_md5_by_default(resisc_raw: Path, tmp_path: Path) -> None:
@@ -145,8 +150,7 @@ def test_resisc_truncated_zip(resisc_raw: Path, tmp_path: Path) -> None:
     zpath = raw / "NWPU-RESISC45.zip"
     zpath.write_bytes(zpath.read_bytes()[: zpath.stat().st_size // 2])
     sums = {**read_checksum_file(raw / "MD5SUMS"), "NWPU-RESISC45.zip": md5sum(zpath)}
-    _expect_error(resisc45.prepare, raw, tmp_path / "out", "NWPU-RESISC45.zip",
-                  md5_overrides=sums)
+    _expect_error(resisc45.prepare, raw, tmp_path / "out", "NWPU-RESISC45.zip", md5_overrides=sums)
 
 
 def test_resisc_zip_member_escaping(resisc_raw: Path, tmp_path: Path) -> None:
@@ -157,8 +161,9 @@ def test_resisc_zip_member_escaping(resisc_raw: Path, tmp_path: Path) -> None:
         zf.writestr("../evil.jpg", b"x")
     sums = {**read_checksum_file(raw / "MD5SUMS"), "NWPU-RESISC45.zip": md5sum(zpath)}
     out = tmp_path / "data" / "resisc45"
-    _expect_error(resisc45.prepare, raw, out, "NWPU-RESISC45.zip", "../evil.jpg",
-                  md5_overrides=sums)
+    _expect_error(
+        resisc45.prepare, raw, out, "NWPU-RESISC45.zip", "../evil.jpg", md5_overrides=sums
+    )
     assert not (tmp_path / "data" / "evil.jpg").exists()
     assert not (tmp_path / "data" / "resisc45.raw").exists()
 
@@ -168,8 +173,14 @@ def test_resisc_split_list_names_missing_image(resisc_raw: Path, tmp_path: Path)
     lst = raw / "resisc45-test.txt"
     lst.write_text(lst.read_text() + "airplane_999.jpg\n")
     sums = {**read_checksum_file(raw / "MD5SUMS"), "resisc45-test.txt": md5sum(lst)}
-    _expect_error(resisc45.prepare, raw, tmp_path / "out", "resisc45-test.txt",
-                  "airplane_999.jpg", md5_overrides=sums)
+    _expect_error(
+        resisc45.prepare,
+        raw,
+        tmp_path / "out",
+        "resisc45-test.txt",
+        "airplane_999.jpg",
+        md5_overrides=sums,
+    )
 
 
 def test_resisc_unreadable_image(resisc_raw: Path, tmp_path: Path) -> None:
@@ -182,8 +193,13 @@ def test_resisc_unreadable_image(resisc_raw: Path, tmp_path: Path) -> None:
         zf.extractall(root)  # the user extracted the zip into root already
     victim = (root / "resisc45-test.txt").read_text().split()[0]
     (root / "NWPU-RESISC45" / victim.rsplit("_", 1)[0] / victim).write_bytes(b"not a jpeg" * 9)
-    _expect_error(resisc45.prepare, root, tmp_path / "out", victim,
-                  md5_overrides=read_checksum_file(resisc_raw / "MD5SUMS"))
+    _expect_error(
+        resisc45.prepare,
+        root,
+        tmp_path / "out",
+        victim,
+        md5_overrides=read_checksum_file(resisc_raw / "MD5SUMS"),
+    )
 
 
 # --------------------------------------------------------------------------- CAMELYON17
@@ -201,15 +217,22 @@ def test_camelyon_prepare_counts_and_centers(camelyon_raw: Path, tmp_path: Path)
     assert ds.splits == ["train", "id_val", "val", "test"]
     per_center = PPC * 5 * PPN
     n_id_val = max(1, round(0.1 * per_center))
-    expected = {"train": 3 * (per_center - n_id_val), "id_val": 3 * n_id_val,
-                "val": per_center, "test": per_center}
+    expected = {
+        "train": 3 * (per_center - n_id_val),
+        "id_val": 3 * n_id_val,
+        "val": per_center,
+        "test": per_center,
+    }
     assert {s: len(ds.indices(s)) for s in ds.splits} == expected
 
     meta = pd.read_csv(camelyon_raw / "camelyon17_v1.0" / "metadata.csv", index_col=0)
     assert meta.index.name is None or meta.index.name.startswith("Unnamed")
-    by_key = {tuple(r[:4]): r for r in
-              meta[["patient", "node", "x_coord", "y_coord", "tumor", "center", "split"]]
-              .itertuples(index=False)}
+    by_key = {
+        tuple(r[:4]): r
+        for r in meta[
+            ["patient", "node", "x_coord", "y_coord", "tumor", "center", "split"]
+        ].itertuples(index=False)
+    }
     assert len(by_key) == len(meta) == len(ds.rows)
     for row in ds.rows:
         rec = by_key[tuple(int(v) for v in _PATCH_RE.search(row.path).groups())]
@@ -231,8 +254,9 @@ def test_camelyon_prepare_counts_and_centers(camelyon_raw: Path, tmp_path: Path)
 
 def test_camelyon_demo_deterministic(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        camelyon17.write_demo_raw(tmp_path / name, seed=5, patients_per_center=1,
-                                  patches_per_node=1, size=8)
+        camelyon17.write_demo_raw(
+            tmp_path / name, seed=5, patients_per_center=1, patches_per_node=1, size=8
+        )
     a, b = (sorted((tmp_path / n).rglob("*")) for n in ("a", "b"))
     assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
     assert all(p.read_bytes() == q.read_bytes() for p, q in zip(a, b, strict=True) if p.is_file())
@@ -241,8 +265,12 @@ def test_camelyon_demo_deterministic(tmp_path: Path) -> None:
 def _handmade_camelyon(folder: Path) -> dict[str, int]:
     """A tiny release where tumour patches are red and normal ones blue."""
     rows = [  # patient, node, x, y, tumor, slide, center, split
-        (0, 0, 0, 0, 1, 0, 0, 0), (0, 1, 96, 0, 0, 1, 0, 1), (10, 2, 0, 96, 0, 2, 1, 0),
-        (20, 3, 192, 96, 1, 3, 2, 1), (30, 4, 0, 0, 0, 4, 3, 0), (40, 0, 96, 96, 1, 5, 4, 1),
+        (0, 0, 0, 0, 1, 0, 0, 0),
+        (0, 1, 96, 0, 0, 1, 0, 1),
+        (10, 2, 0, 96, 0, 2, 1, 0),
+        (20, 3, 192, 96, 1, 3, 2, 1),
+        (30, 4, 0, 0, 0, 4, 3, 0),
+        (40, 0, 96, 96, 1, 5, 4, 1),
         (40, 0, 0, 96, 0, 5, 4, 0),
     ]
     folder.mkdir(parents=True)
@@ -273,11 +301,15 @@ def test_camelyon_missing_patch(camelyon_raw: Path, tmp_path: Path) -> None:
     raw = _copy(camelyon_raw, tmp_path)
     meta = pd.read_csv(raw / "camelyon17_v1.0" / "metadata.csv", index_col=0)
     r = meta[meta["center"] == 2].iloc[-1]
-    victim = camelyon17.patch_path(raw / "camelyon17_v1.0", r.patient, r.node, r.x_coord,
-                                   r.y_coord)
+    victim = camelyon17.patch_path(raw / "camelyon17_v1.0", r.patient, r.node, r.x_coord, r.y_coord)
     victim.unlink()
-    _expect_error(camelyon17.prepare, raw, tmp_path / "out", victim.name,
-                  md5_overrides=read_checksum_file(raw / "MD5SUMS"))
+    _expect_error(
+        camelyon17.prepare,
+        raw,
+        tmp_path / "out",
+        victim.name,
+        md5_overrides=read_checksum_file(raw / "MD5SUMS"),
+    )
 
 
 def test_camelyon_missing_metadata_column(camelyon_raw: Path, tmp_path: Path) -> None:
@@ -288,8 +320,14 @@ def test_camelyon_missing_metadata_column(camelyon_raw: Path, tmp_path: Path) ->
 
 
 def test_camelyon_metadata_md5_mismatch(camelyon_raw: Path, tmp_path: Path) -> None:
-    _expect_error(camelyon17.prepare, camelyon_raw, tmp_path / "out", "metadata.csv", "md5",
-                  md5_overrides={"camelyon17_v1.0/metadata.csv": "0" * 32})
+    _expect_error(
+        camelyon17.prepare,
+        camelyon_raw,
+        tmp_path / "out",
+        "metadata.csv",
+        "md5",
+        md5_overrides={"camelyon17_v1.0/metadata.csv": "0" * 32},
+    )
 
 
 def test_camelyon_missing_release_file(camelyon_raw: Path, tmp_path: Path) -> None:
@@ -299,5 +337,6 @@ def test_camelyon_missing_release_file(camelyon_raw: Path, tmp_path: Path) -> No
 
 
 def test_camelyon_missing_root(tmp_path: Path) -> None:
-    _expect_error(camelyon17.prepare, tmp_path / "nowhere", tmp_path / "out",
-                  "nowhere/camelyon17_v1.0")
+    _expect_error(
+        camelyon17.prepare, tmp_path / "nowhere", tmp_path / "out", "nowhere/camelyon17_v1.0"
+    )

@@ -32,7 +32,7 @@ _PACKAGES = ("torch", "torchvision", "timm", "snakemake", "numpy", "pandas", "pi
 
 def now_iso() -> str:
     """Return the current UTC time in ISO 8601 with seconds."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -68,7 +68,9 @@ def code_version(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}

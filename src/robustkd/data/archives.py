@@ -163,8 +163,9 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
                 for m in members:
                     _check_member(tmp, m.name, archive)
                     if m.issym():
-                        _check_member(tmp, os.path.join(os.path.dirname(m.name), m.linkname),
-                                      archive)
+                        _check_member(
+                            tmp, os.path.join(os.path.dirname(m.name), m.linkname), archive
+                        )
                     elif m.islnk():
                         _check_member(tmp, m.linkname, archive)
                 tf.extractall(tmp, members=members, filter="data")
@@ -173,8 +174,14 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
     except DataError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, EOFError, ValueError,
-            zlib.error) as exc:
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        gzip.BadGzipFile,
+        EOFError,
+        ValueError,
+        zlib.error,
+    ) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{archive}: truncated or corrupt archive ({exc})") from exc
     except OSError as exc:

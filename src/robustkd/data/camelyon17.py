@@ -37,7 +37,9 @@ CLASSES = ("normal", "tumor")
 SPLITS = ("train", "id_val", "val", "test")
 FOLDER = "camelyon17_v1.0"
 ARCHIVE = "camelyon17_v1.0.tar.gz"
-URL = "https://worksheets.codalab.org/rest/bundles/0xe45e15f39fb54e9d9e919556af67aabe/contents/blob/"
+URL = (
+    "https://worksheets.codalab.org/rest/bundles/0xe45e15f39fb54e9d9e919556af67aabe/contents/blob/"
+)
 METADATA_KEY = f"{FOLDER}/metadata.csv"  # name of metadata.csv in MD5SUMS / md5_overrides
 COLUMNS = ("patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split")
 N_CENTERS, N_NODES, VAL_CENTER, TEST_CENTER = 5, 5, 1, 2
@@ -106,8 +108,18 @@ def write_demo_raw(
             for node in range(N_NODES):
                 for cell in rng.choice(grid * grid, patches_per_node, replace=False):
                     x, y = int(cell % grid) * _PATCH, int(cell // grid) * _PATCH
-                    rows.append([patient, node, x, y, int(tumor[k]), patient * N_NODES + node,
-                                 center, int(split[k])])
+                    rows.append(
+                        [
+                            patient,
+                            node,
+                            x,
+                            y,
+                            int(tumor[k]),
+                            patient * N_NODES + node,
+                            center,
+                            int(split[k]),
+                        ]
+                    )
                     k += 1
     files = [data / "RELEASE_v1.0.txt", data / "metadata.csv"]
     files[0].write_text("CAMELYON17-WILDS v1.0 (robustkd offline miniature)\n")
@@ -139,14 +151,18 @@ def _read_metadata(path: Path) -> pd.DataFrame:
     bad = ~df["tumor"].isin([0, 1]) | ~df["center"].between(0, N_CENTERS - 1)
     bad |= ~df["center"].isin([VAL_CENTER, TEST_CENTER]) & ~df["split"].isin([0, 1])
     if bad.any():
-        raise DataError(f"{path}: row {df.index[bad.to_numpy()][0]} has tumor not in {{0, 1}}, "
-                        f"center outside 0..{N_CENTERS - 1} or split not in {{0, 1}}")
+        raise DataError(
+            f"{path}: row {df.index[bad.to_numpy()][0]} has tumor not in {{0, 1}}, "
+            f"center outside 0..{N_CENTERS - 1} or split not in {{0, 1}}"
+        )
     dup = df.duplicated(["patient", "node", "x_coord", "y_coord"])
     if dup.any():
         raise DataError(f"{path}: row {df.index[dup.to_numpy()][0]} repeats a patch")
     df["part"] = np.select(
         [df["center"] == TEST_CENTER, df["center"] == VAL_CENTER, df["split"] == 0],
-        ["test", "val", "train"], "id_val")
+        ["test", "val", "train"],
+        "id_val",
+    )
     return df
 
 
@@ -182,8 +198,10 @@ def prepare(
         data = root
     if not data.is_dir():
         if not download:
-            raise DataError(f"{data}: folder not found (extract the WILDS CAMELYON17 v1.0 "
-                            "archive there, point 'root' at it, or set data.download: true)")
+            raise DataError(
+                f"{data}: folder not found (extract the WILDS CAMELYON17 v1.0 "
+                "archive there, point 'root' at it, or set data.download: true)"
+            )
         from torchvision.datasets.utils import download_url
 
         download_url(URL, str(root), ARCHIVE, None)
@@ -203,7 +221,11 @@ def prepare(
         for split in SPLITS:
             part = meta[meta["part"] == split]
             for patient, node, x, y, tumor in zip(
-                part["patient"], part["node"], part["x_coord"], part["y_coord"], part["tumor"],
+                part["patient"],
+                part["node"],
+                part["x_coord"],
+                part["y_coord"],
+                part["tumor"],
                 strict=True,
             ):
                 src = patch_path(data, patient, node, x, y)

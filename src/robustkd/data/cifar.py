@@ -52,8 +52,18 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 # The 20 superclasses in coarse-label order, each with its 5 fine classes.
 _CIFAR100_SUPERCLASSES: dict[str, tuple[str, ...]] = {
     "aquatic_mammals": ("beaver", "dolphin", "otter", "seal", "whale"),
@@ -87,8 +97,10 @@ _TRAIN, _TEST = 0, 1  # split ids in the per-sample seeds of the miniature
 
 # --- shared by the CIFAR and STL-10 modules ----------------------------------------------------
 
-def _draw_split(seed: int, split_id: int, n_classes: int, per_class: int,
-                size: int) -> tuple[np.ndarray, np.ndarray]:
+
+def _draw_split(
+    seed: int, split_id: int, n_classes: int, per_class: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one split of a miniature: uint8 (N, size, size, 3) images and int64 labels.
 
     The labels (``per_class`` of each class) are shuffled by ``default_rng((seed, split_id))``;
@@ -96,18 +108,21 @@ def _draw_split(seed: int, split_id: int, n_classes: int, per_class: int,
     n_classes, size)``, so a test can recompute any sample from its label.
     """
     labels = np.random.default_rng((seed, split_id)).permutation(
-        np.repeat(np.arange(n_classes, dtype=np.int64), per_class))
+        np.repeat(np.arange(n_classes, dtype=np.int64), per_class)
+    )
     images = np.empty((len(labels), size, size, 3), np.uint8)
     for i, label in enumerate(labels):
-        images[i] = synthetic.draw_image(np.random.default_rng((seed, split_id, i)), int(label),
-                                         n_classes, size)
+        images[i] = synthetic.draw_image(
+            np.random.default_rng((seed, split_id, i)), int(label), n_classes, size
+        )
     return images, labels
 
 
 def _check_native_size(size: int, native: int, dataset: str) -> None:
     if size != native:
-        raise ValueError(f"{dataset}: the official format stores {native}x{native} images, "
-                         f"got size={size}")
+        raise ValueError(
+            f"{dataset}: the official format stores {native}x{native} images, got size={size}"
+        )
 
 
 def _write_tar_gz(path: Path, folder: str, members: Mapping[str, bytes]) -> Path:
@@ -115,6 +130,7 @@ def _write_tar_gz(path: Path, folder: str, members: Mapping[str, bytes]) -> Path
 
     Timestamps, owners and the gzip header are fixed, so equal members give equal bytes.
     """
+
     def info(name: str, kind: bytes, mode: int, size: int = 0) -> tarfile.TarInfo:
         ti = tarfile.TarInfo(name)
         ti.type, ti.mode, ti.size, ti.mtime = kind, mode, size, 0
@@ -124,13 +140,16 @@ def _write_tar_gz(path: Path, folder: str, members: Mapping[str, bytes]) -> Path
 
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tf,
+        ):
             tf.addfile(info(folder, tarfile.DIRTYPE, 0o755))
             for name, data in members.items():
-                tf.addfile(info(f"{folder}/{name}", tarfile.REGTYPE, 0o644, len(data)),
-                           io.BytesIO(data))
+                tf.addfile(
+                    info(f"{folder}/{name}", tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data)
+                )
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -154,8 +173,9 @@ class _Raw:
 
 
 @contextmanager
-def _raw_folder(root: Path, out_dir: Path, filename: str, base_folder: str, md5: str,
-                url: str, download: bool) -> Iterator[_Raw]:
+def _raw_folder(
+    root: Path, out_dir: Path, filename: str, base_folder: str, md5: str, url: str, download: bool
+) -> Iterator[_Raw]:
     """Yield the raw files: ``root/base_folder`` when it exists, else the extracted archive.
 
     The archive ``root/filename`` is fetched, verified and extracted into
@@ -191,8 +211,7 @@ def _without_member_md5s(cls: type, drop: Collection[str] = ()) -> type:
     return type(f"{cls.__name__}AnyMembers", (cls,), attrs)
 
 
-def _member_error(cls: type, raw: _Raw, check: Callable[[Path], None],
-                  exc: Exception) -> DataError:
+def _member_error(cls: type, raw: _Raw, check: Callable[[Path], None], exc: Exception) -> DataError:
     """Turn a torchvision reader's exception into a DataError naming the offending member.
 
     The member is the first of ``cls``'s files that is missing, has a wrong md5 or fails
@@ -225,16 +244,24 @@ def _check_labels(labels: np.ndarray, n_images: int, n_classes: int, where: str)
         raise DataError(f"{where}: label {int(bad[0])} outside [0, {n_classes})")
 
 
-def _prepare_arrays(name: str, out_dir: Path, classes: list[str],
-                    splits: Mapping[str, tuple[np.ndarray, np.ndarray]], raw: _Raw,
-                    provenance: Mapping[str, Any] | None) -> Path:
+def _prepare_arrays(
+    name: str,
+    out_dir: Path,
+    classes: list[str],
+    splits: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    raw: _Raw,
+    provenance: Mapping[str, Any] | None,
+) -> Path:
     """Write the prepared dataset from NHWC uint8 arrays; the provenance names the source."""
     prov = dict(provenance or {})
     prov.setdefault("rule", f"prepare_{name}")
     if not prov.get("inputs"):
         prov["inputs"] = [raw.source]
-    prov["extra"] = {**(prov.get("extra") or {}), "source": str(raw.source),
-                     "archive_md5": raw.archive_md5}
+    prov["extra"] = {
+        **(prov.get("extra") or {}),
+        "source": str(raw.source),
+        "archive_md5": raw.archive_md5,
+    }
     with PreparedWriter(out_dir, classes, provenance=prov) as writer:
         for split, (images, labels) in splits.items():
             writer.add_array(split, images, labels.tolist())
@@ -248,6 +275,7 @@ def _reject_options(name: str, options: Mapping[str, Any]) -> None:
 
 # --- CIFAR ---------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class _Cifar:
     name: str
@@ -259,10 +287,24 @@ class _Cifar:
     classes: tuple[str, ...]
 
 
-_CIFAR10 = _Cifar("cifar10", "CIFAR10", "cifar-10-python.tar.gz", CIFAR10_MD5, CIFAR10_URL,
-                  "cifar-10-batches-py", CIFAR10_CLASSES)
-_CIFAR100 = _Cifar("cifar100", "CIFAR100", "cifar-100-python.tar.gz", CIFAR100_MD5, CIFAR100_URL,
-                   "cifar-100-python", CIFAR100_CLASSES)
+_CIFAR10 = _Cifar(
+    "cifar10",
+    "CIFAR10",
+    "cifar-10-python.tar.gz",
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    "cifar-10-batches-py",
+    CIFAR10_CLASSES,
+)
+_CIFAR100 = _Cifar(
+    "cifar100",
+    "CIFAR100",
+    "cifar-100-python.tar.gz",
+    CIFAR100_MD5,
+    CIFAR100_URL,
+    "cifar-100-python",
+    CIFAR100_CLASSES,
+)
 
 
 def _py2_pickle(obj: Any) -> bytes:
@@ -271,12 +313,16 @@ def _py2_pickle(obj: Any) -> bytes:
     Loaded with ``encoding="latin1"`` (torchvision) they become ``str`` keys and names; with
     ``encoding="bytes"`` (the dataset page's recipe) they stay ``bytes`` (``b"data"``).
     """
+
     class Pickler(pickle._Pickler):  # the pure-Python pickler lets us replace the bytes saver
         dispatch = pickle._Pickler.dispatch.copy()
 
         def save_py2_str(self, s: bytes) -> None:
-            head = (pickle.SHORT_BINSTRING + bytes([len(s)]) if len(s) < 256
-                    else pickle.BINSTRING + struct.pack("<i", len(s)))
+            head = (
+                pickle.SHORT_BINSTRING + bytes([len(s)])
+                if len(s) < 256
+                else pickle.BINSTRING + struct.pack("<i", len(s))
+            )
             self.write(head + s)
             self.memoize(s)
 
@@ -287,8 +333,9 @@ def _py2_pickle(obj: Any) -> bytes:
     return buf.getvalue()
 
 
-def _cifar_batch(batch_label: str, images: np.ndarray, labels: np.ndarray,
-                 classes: tuple[str, ...]) -> bytes:
+def _cifar_batch(
+    batch_label: str, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]
+) -> bytes:
     """One official batch: uint8 (N, 3072) rows of the CHW images, labels as an int list.
 
     CIFAR-10 names the labels ``labels``; CIFAR-100 ``fine_labels`` plus ``coarse_labels``.
@@ -298,44 +345,63 @@ def _cifar_batch(batch_label: str, images: np.ndarray, labels: np.ndarray,
     else:
         coarse = np.array([_FINE_TO_COARSE[c] for c in classes])
         label_lists = {b"fine_labels": labels.tolist(), b"coarse_labels": coarse[labels].tolist()}
-    return _py2_pickle({
-        b"batch_label": batch_label.encode(),
-        **label_lists,
-        b"data": np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1),
-        b"filenames": [f"{classes[k]}_s_{i:06d}.png".encode() for i, k in enumerate(labels)],
-    })
+    return _py2_pickle(
+        {
+            b"batch_label": batch_label.encode(),
+            **label_lists,
+            b"data": np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1),
+            b"filenames": [f"{classes[k]}_s_{i:06d}.png".encode() for i, k in enumerate(labels)],
+        }
+    )
 
 
-def _cifar_members(spec: _Cifar, train: tuple[np.ndarray, np.ndarray],
-                   test: tuple[np.ndarray, np.ndarray]) -> dict[str, bytes]:
+def _cifar_members(
+    spec: _Cifar, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]
+) -> dict[str, bytes]:
     """The files of the official archive's folder."""
     names = [c.encode() for c in spec.classes]
     if spec is _CIFAR10:
         chunks = np.array_split(np.arange(len(train[1])), 5)
         members = {
-            f"data_batch_{b}": _cifar_batch(f"training batch {b} of 5", train[0][idx],
-                                            train[1][idx], spec.classes)
+            f"data_batch_{b}": _cifar_batch(
+                f"training batch {b} of 5", train[0][idx], train[1][idx], spec.classes
+            )
             for b, idx in enumerate(chunks, 1)
         }
         members["test_batch"] = _cifar_batch("testing batch 1 of 1", *test, spec.classes)
-        members["batches.meta"] = _py2_pickle({b"num_cases_per_batch": len(chunks[0]),
-                                               b"label_names": names, b"num_vis": 3072})
+        members["batches.meta"] = _py2_pickle(
+            {b"num_cases_per_batch": len(chunks[0]), b"label_names": names, b"num_vis": 3072}
+        )
         return members
     members = {
         "train": _cifar_batch("training batch 1 of 1", *train, spec.classes),
         "test": _cifar_batch("testing batch 1 of 1", *test, spec.classes),
     }
-    members["meta"] = _py2_pickle({b"fine_label_names": names, b"coarse_label_names":
-                                   [c.encode() for c in CIFAR100_COARSE_CLASSES]})
+    members["meta"] = _py2_pickle(
+        {
+            b"fine_label_names": names,
+            b"coarse_label_names": [c.encode() for c in CIFAR100_COARSE_CLASSES],
+        }
+    )
     return members
 
 
-def _write_demo_raw(spec: _Cifar, out_dir: Path, *, seed: int, train_per_class: int,
-                    test_per_class: int, size: int = 32) -> list[Path]:
+def _write_demo_raw(
+    spec: _Cifar,
+    out_dir: Path,
+    *,
+    seed: int,
+    train_per_class: int,
+    test_per_class: int,
+    size: int = 32,
+) -> list[Path]:
     _check_native_size(size, 32, spec.name)
     n = len(spec.classes)
-    members = _cifar_members(spec, _draw_split(seed, _TRAIN, n, train_per_class, 32),
-                             _draw_split(seed, _TEST, n, test_per_class, 32))
+    members = _cifar_members(
+        spec,
+        _draw_split(seed, _TRAIN, n, train_per_class, 32),
+        _draw_split(seed, _TEST, n, test_per_class, 32),
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = _write_tar_gz(out_dir / spec.archive, spec.base_folder, members)
@@ -354,9 +420,15 @@ def _check_pickle(path: Path) -> None:
         raise ValueError("the pickle holds neither images nor label names")
 
 
-def _prepare(spec: _Cifar, root: Path, out_dir: Path, *, download: bool,
-             md5_overrides: Mapping[str, str] | None,
-             provenance: Mapping[str, Any] | None) -> Path:
+def _prepare(
+    spec: _Cifar,
+    root: Path,
+    out_dir: Path,
+    *,
+    download: bool,
+    md5_overrides: Mapping[str, str] | None,
+    provenance: Mapping[str, Any] | None,
+) -> Path:
     from torchvision import datasets
 
     root, out_dir = Path(root), Path(out_dir)
@@ -364,11 +436,11 @@ def _prepare(spec: _Cifar, root: Path, out_dir: Path, *, download: bool,
     cls = getattr(datasets, spec.torchvision_class)
     if md5 != spec.md5:
         cls = _without_member_md5s(cls)
-    with _raw_folder(root, out_dir, spec.archive, spec.base_folder, md5, spec.url,
-                     download) as raw:
+    with _raw_folder(root, out_dir, spec.archive, spec.base_folder, md5, spec.url, download) as raw:
         try:
-            sets = {split: cls(str(raw.folder), train=split == "train")
-                    for split in ("train", "test")}
+            sets = {
+                split: cls(str(raw.folder), train=split == "train") for split in ("train", "test")
+            }
         except Exception as exc:  # unpickling junk can raise almost any exception type
             raise _member_error(cls, raw, _check_pickle, exc) from exc
         classes = [str(c) for c in sets["train"].classes]
@@ -382,8 +454,9 @@ def _prepare(spec: _Cifar, root: Path, out_dir: Path, *, download: bool,
     return _prepare_arrays(spec.name, out_dir, classes, splits, raw, provenance)
 
 
-def write_demo_raw_cifar10(out_dir: Path, *, seed: int, train_per_class: int,
-                           test_per_class: int, size: int = 32) -> list[Path]:
+def write_demo_raw_cifar10(
+    out_dir: Path, *, seed: int, train_per_class: int, test_per_class: int, size: int = 32
+) -> list[Path]:
     """Write a miniature ``cifar-10-python.tar.gz`` (official format) and ``MD5SUMS``.
 
     Train images are split over ``data_batch_1..5`` in order. Sample ``i`` of split ``s``
@@ -403,12 +476,19 @@ def write_demo_raw_cifar10(out_dir: Path, *, seed: int, train_per_class: int,
     Raises:
         ValueError: ``size`` is not 32.
     """
-    return _write_demo_raw(_CIFAR10, out_dir, seed=seed, train_per_class=train_per_class,
-                           test_per_class=test_per_class, size=size)
+    return _write_demo_raw(
+        _CIFAR10,
+        out_dir,
+        seed=seed,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        size=size,
+    )
 
 
-def write_demo_raw_cifar100(out_dir: Path, *, seed: int, train_per_class: int,
-                            test_per_class: int, size: int = 32) -> list[Path]:
+def write_demo_raw_cifar100(
+    out_dir: Path, *, seed: int, train_per_class: int, test_per_class: int, size: int = 32
+) -> list[Path]:
     """Write a miniature ``cifar-100-python.tar.gz`` (official format) and ``MD5SUMS``.
 
     Files ``train``, ``test`` (fine and coarse labels) and ``meta``; samples are drawn as in
@@ -427,13 +507,25 @@ def write_demo_raw_cifar100(out_dir: Path, *, seed: int, train_per_class: int,
     Raises:
         ValueError: ``size`` is not 32.
     """
-    return _write_demo_raw(_CIFAR100, out_dir, seed=seed, train_per_class=train_per_class,
-                           test_per_class=test_per_class, size=size)
+    return _write_demo_raw(
+        _CIFAR100,
+        out_dir,
+        seed=seed,
+        train_per_class=train_per_class,
+        test_per_class=test_per_class,
+        size=size,
+    )
 
 
-def prepare_cifar10(root: Path, out_dir: Path, *, download: bool = False,
-                    md5_overrides: Mapping[str, str] | None = None,
-                    provenance: Mapping[str, Any] | None = None, **options: Any) -> Path:
+def prepare_cifar10(
+    root: Path,
+    out_dir: Path,
+    *,
+    download: bool = False,
+    md5_overrides: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Path:
     """Prepare CIFAR-10 from ``root/cifar-10-python.tar.gz`` (or ``root/cifar-10-batches-py``).
 
     Reads with ``torchvision.datasets.CIFAR10``; its member checksums are enforced unless the
@@ -457,13 +549,25 @@ def prepare_cifar10(root: Path, out_dir: Path, *, download: bool = False,
         ConfigError: Unknown options.
     """
     _reject_options("cifar10", options)
-    return _prepare(_CIFAR10, root, out_dir, download=download, md5_overrides=md5_overrides,
-                    provenance=provenance)
+    return _prepare(
+        _CIFAR10,
+        root,
+        out_dir,
+        download=download,
+        md5_overrides=md5_overrides,
+        provenance=provenance,
+    )
 
 
-def prepare_cifar100(root: Path, out_dir: Path, *, download: bool = False,
-                     md5_overrides: Mapping[str, str] | None = None,
-                     provenance: Mapping[str, Any] | None = None, **options: Any) -> Path:
+def prepare_cifar100(
+    root: Path,
+    out_dir: Path,
+    *,
+    download: bool = False,
+    md5_overrides: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Path:
     """Prepare CIFAR-100 (fine labels) from ``root/cifar-100-python.tar.gz``.
 
     Reads with ``torchvision.datasets.CIFAR100``; see :func:`prepare_cifar10`.
@@ -485,8 +589,14 @@ def prepare_cifar100(root: Path, out_dir: Path, *, download: bool = False,
         ConfigError: Unknown options.
     """
     _reject_options("cifar100", options)
-    return _prepare(_CIFAR100, root, out_dir, download=download, md5_overrides=md5_overrides,
-                    provenance=provenance)
+    return _prepare(
+        _CIFAR100,
+        root,
+        out_dir,
+        download=download,
+        md5_overrides=md5_overrides,
+        provenance=provenance,
+    )
 
 
 register_dataset("cifar10", prepare=prepare_cifar10, write_demo_raw=write_demo_raw_cifar10)

@@ -37,8 +37,9 @@ def write_md5sums(out_dir: str | os.PathLike[str], files: Iterable[str | os.Path
     return out_dir / "MD5SUMS"
 
 
-def write_demo_raw(dataset: str, out_dir: str | os.PathLike[str], *, seed: int,
-                   **spec: Any) -> list[Path]:
+def write_demo_raw(
+    dataset: str, out_dir: str | os.PathLike[str], *, seed: int, **spec: Any
+) -> list[Path]:
     """Write the miniature raw data of ``dataset`` into ``out_dir``.
 
     Args:

@@ -51,8 +51,14 @@ def prepare_job(
         "config": {"data.download": download, f"data.datasets.{dataset}": dict(dataset_cfg)},
     }
     log.info("preparing %s from %s into %s", dataset, dataset_cfg["root"], out_dir)
-    out = handler.prepare(Path(dataset_cfg["root"]), Path(out_dir), download=download,
-                          md5_overrides=overrides, provenance=provenance, **options)
+    out = handler.prepare(
+        Path(dataset_cfg["root"]),
+        Path(out_dir),
+        download=download,
+        md5_overrides=overrides,
+        provenance=provenance,
+        **options,
+    )
     log.info("prepared %s", out)
     return out
 
@@ -79,8 +85,14 @@ def demo_raw_job(
     """
     started = now_iso()
     files = write_demo_raw(dataset, out_dir, seed=seed, **spec)
-    write_provenance(Path(out_dir) / "provenance.json", rule=rule, outputs=files,
-                     wildcards={"dataset": dataset}, seed=seed, started=started,
-                     config={f"demo_raw.{dataset}": dict(spec), "demo_raw.seed": seed})
+    write_provenance(
+        Path(out_dir) / "provenance.json",
+        rule=rule,
+        outputs=files,
+        wildcards={"dataset": dataset},
+        seed=seed,
+        started=started,
+        config={f"demo_raw.{dataset}": dict(spec), "demo_raw.seed": seed},
+    )
     log.info("wrote %d miniature raw files for %s into %s", len(files), dataset, out_dir)
     return files

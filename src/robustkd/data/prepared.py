@@ -166,11 +166,14 @@ class PreparedWriter:
         tmp = self._require_open()
         images = np.ascontiguousarray(images)
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise DataError(f"{split}: expected uint8 (N, H, W, 3), got {images.dtype} "
-                            f"{images.shape}")
+            raise DataError(
+                f"{split}: expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
+            )
         if len(labels) != len(images):
             raise DataError(f"{split}: {len(images)} images but {len(labels)} labels")
         rel = Path("arrays") / f"{split}.npy"
+        if (tmp / rel).exists():
+            raise DataError(f"{split}: split {split!r} added twice as an array")
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         np.save(tmp / rel, images)
         self.array_files.append(tmp / rel)
@@ -215,11 +218,13 @@ class PreparedWriter:
         extra = dict(prov.pop("extra", None) or {})
         extra.update({"n_classes": len(self.classes), "split_counts": counts})
         outputs = [tmp / "manifest.csv", tmp / "classes.txt", *self.array_files]
-        record = write_provenance(tmp / "provenance.json", outputs=outputs, extra=extra,
-                                  started=self.started, **prov)
+        record = write_provenance(
+            tmp / "provenance.json", outputs=outputs, extra=extra, started=self.started, **prov
+        )
         # Name outputs by their final place, not the temporary folder.
-        record["outputs"] = {k.replace(str(tmp), str(self.out_dir)): v
-                             for k, v in record["outputs"].items()}
+        record["outputs"] = {
+            k.replace(str(tmp), str(self.out_dir)): v for k, v in record["outputs"].items()
+        }
         write_json_atomic(tmp / "provenance.json", record)
 
 
@@ -243,8 +248,10 @@ class PreparedDataset:
         with open(self.root / "manifest.csv", newline="") as fh:
             reader = csv.DictReader(fh)
             if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
-                raise DataError(f"{self.root / 'manifest.csv'}: columns {reader.fieldnames}, "
-                                f"expected {list(MANIFEST_COLUMNS)}")
+                raise DataError(
+                    f"{self.root / 'manifest.csv'}: columns {reader.fieldnames}, "
+                    f"expected {list(MANIFEST_COLUMNS)}"
+                )
             self.rows = [
                 _Row(r["split"], int(r["label"]), r["path"], int(r["index"]), r["sha256"])
                 for r in reader
@@ -306,6 +313,15 @@ class PreparedDataset:
         Returns:
             ``(images, labels)``: uint8 (N, H, W, 3) and int64 (N,).
         """
+        idx = self.indices(split)
+        rows = [self.rows[i] for i in idx]
+        if all(r.index >= 0 and r.path == rows[0].path for r in rows) and size in (
+            None,
+            self._array(rows[0].path).shape[1],
+        ):
+            # A packed split at its native size: slice the array, no per-image decode.
+            arr = self._array(rows[0].path)
+            return np.ascontiguousarray(arr[[r.index for r in rows]]), self.labels(split)
         images = []
         for im, _ in self.iter_split(split):
             if size is not None and im.size != (size, size):

@@ -33,14 +33,51 @@ from robustkd.errors import DataError
 __all__ = ["CLASSES", "OFFICIAL_MD5", "SPLITS", "URL", "prepare", "write_demo_raw"]
 
 CLASSES = (
-    "airplane", "airport", "baseball_diamond", "basketball_court", "beach", "bridge",
-    "chaparral", "church", "circular_farmland", "cloud", "commercial_area",
-    "dense_residential", "desert", "forest", "freeway", "golf_course", "ground_track_field",
-    "harbor", "industrial_area", "intersection", "island", "lake", "meadow",
-    "medium_residential", "mobile_home_park", "mountain", "overpass", "palace", "parking_lot",
-    "railway", "railway_station", "rectangular_farmland", "river", "roundabout", "runway",
-    "sea_ice", "ship", "snowberg", "sparse_residential", "stadium", "storage_tank",
-    "tennis_court", "terrace", "thermal_power_station", "wetland",
+    "airplane",
+    "airport",
+    "baseball_diamond",
+    "basketball_court",
+    "beach",
+    "bridge",
+    "chaparral",
+    "church",
+    "circular_farmland",
+    "cloud",
+    "commercial_area",
+    "dense_residential",
+    "desert",
+    "forest",
+    "freeway",
+    "golf_course",
+    "ground_track_field",
+    "harbor",
+    "industrial_area",
+    "intersection",
+    "island",
+    "lake",
+    "meadow",
+    "medium_residential",
+    "mobile_home_park",
+    "mountain",
+    "overpass",
+    "palace",
+    "parking_lot",
+    "railway",
+    "railway_station",
+    "rectangular_farmland",
+    "river",
+    "roundabout",
+    "runway",
+    "sea_ice",
+    "ship",
+    "snowberg",
+    "sparse_residential",
+    "stadium",
+    "storage_tank",
+    "tennis_court",
+    "terrace",
+    "thermal_power_station",
+    "wetland",
 )
 SPLITS = ("train", "val", "test")
 ZIP_NAME = "NWPU-RESISC45.zip"
@@ -101,8 +138,8 @@ def write_demo_raw(out_dir: Path, *, seed: int, per_class: int, size: int = 256)
                 zf.writestr(info, buf.getvalue())
             order = rng.permutation(per_class)
             lists["val"] += [names[i] for i in order[:n_val]]
-            lists["test"] += [names[i] for i in order[n_val:n_val + n_test]]
-            lists["train"] += [names[i] for i in order[n_val + n_test:]]
+            lists["test"] += [names[i] for i in order[n_val : n_val + n_test]]
+            lists["train"] += [names[i] for i in order[n_val + n_test :]]
     os.replace(tmp, zip_path)
     files = [zip_path]
     for split in SPLITS:
@@ -159,8 +196,7 @@ def prepare(
     overrides = dict(md5_overrides or {})
 
     def fetch(name: str) -> Path:
-        return fetch_file(root, name, overrides.get(name, OFFICIAL_MD5[name]), URL[name],
-                          download)
+        return fetch_file(root, name, overrides.get(name, OFFICIAL_MD5[name]), URL[name], download)
 
     lists = {split: fetch(_list_name(split)) for split in SPLITS}
     zip_path = None if (root / FOLDER).is_dir() else fetch(ZIP_NAME)
@@ -178,8 +214,9 @@ def prepare(
                 continue
             cls = fname.rsplit("_", 1)[0]
             if Path(fname).name != fname or cls not in classes:
-                raise DataError(f"{list_path}: {fname!r} is not <class>_NNN.jpg of a class "
-                                f"folder in {images}")
+                raise DataError(
+                    f"{list_path}: {fname!r} is not <class>_NNN.jpg of a class folder in {images}"
+                )
             if fname in seen:
                 raise DataError(f"{list_path}: {fname} is also listed in {seen[fname]}")
             seen[fname] = list_path.name

@@ -36,8 +36,18 @@ __all__ = ["STL10_CLASSES", "STL10_MD5", "STL10_URL", "prepare_stl10", "write_de
 
 STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 STL10_MD5 = "91f7769df0f17e558f3565bffb0c7dfb"
-STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship",
-                 "truck")
+STL10_CLASSES = (
+    "airplane",
+    "bird",
+    "car",
+    "cat",
+    "deer",
+    "dog",
+    "horse",
+    "monkey",
+    "ship",
+    "truck",
+)
 
 _ARCHIVE, _FOLDER = "stl10_binary.tar.gz", "stl10_binary"
 _IMAGE_BYTES = 3 * 96 * 96
@@ -49,8 +59,9 @@ def _to_bin(images: np.ndarray) -> bytes:
     return np.ascontiguousarray(images.transpose(0, 3, 2, 1)).tobytes()
 
 
-def write_demo_raw_stl10(out_dir: Path, *, seed: int, train_per_class: int,
-                         test_per_class: int, size: int = 96) -> list[Path]:
+def write_demo_raw_stl10(
+    out_dir: Path, *, seed: int, train_per_class: int, test_per_class: int, size: int = 96
+) -> list[Path]:
     """Write a miniature ``stl10_binary.tar.gz`` (official format) and ``MD5SUMS``.
 
     The folder holds ``train_X.bin``, ``train_y.bin``, ``test_X.bin``, ``test_y.bin``,
@@ -79,8 +90,9 @@ def write_demo_raw_stl10(out_dir: Path, *, seed: int, train_per_class: int,
     test_x, test_y = _draw_split(seed, _TEST, n, test_per_class, 96)
     rng = np.random.default_rng((seed, 2))
     fold_size = max(1, len(train_y) // 5)
-    folds = "".join(" ".join(map(str, rng.permutation(len(train_y))[:fold_size])) + "\n"
-                    for _ in range(_FOLDS))
+    folds = "".join(
+        " ".join(map(str, rng.permutation(len(train_y))[:fold_size])) + "\n" for _ in range(_FOLDS)
+    )
     members = {
         "train_X.bin": _to_bin(train_x),
         "train_y.bin": (train_y + 1).astype(np.uint8).tobytes(),
@@ -98,13 +110,20 @@ def write_demo_raw_stl10(out_dir: Path, *, seed: int, train_per_class: int,
 def _check_bin(path: Path) -> None:
     """Raise if an image file's size is not a whole number of 3x96x96 images."""
     if path.name.endswith("_X.bin") and path.stat().st_size % _IMAGE_BYTES:
-        raise ValueError(f"{path.stat().st_size} bytes is not a multiple of {_IMAGE_BYTES} "
-                         "(3x96x96 images)")
+        raise ValueError(
+            f"{path.stat().st_size} bytes is not a multiple of {_IMAGE_BYTES} (3x96x96 images)"
+        )
 
 
-def prepare_stl10(root: Path, out_dir: Path, *, download: bool = False,
-                  md5_overrides: Mapping[str, str] | None = None,
-                  provenance: Mapping[str, Any] | None = None, **options: Any) -> Path:
+def prepare_stl10(
+    root: Path,
+    out_dir: Path,
+    *,
+    download: bool = False,
+    md5_overrides: Mapping[str, str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> Path:
     """Prepare STL-10's labelled splits from ``root/stl10_binary.tar.gz``.
 
     Reads with ``torchvision.datasets.STL10``; its member checksums (which include
@@ -144,8 +163,9 @@ def prepare_stl10(root: Path, out_dir: Path, *, download: bool = False,
         splits = {}
         for split, ds in sets.items():
             labels = np.asarray(ds.labels, dtype=np.int64)
-            where = (f"{raw.shown(_FOLDER, f'{split}_X.bin')}, "
-                     f"{raw.shown(_FOLDER, f'{split}_y.bin')}")
+            where = (
+                f"{raw.shown(_FOLDER, f'{split}_X.bin')}, {raw.shown(_FOLDER, f'{split}_y.bin')}"
+            )
             _check_labels(labels, len(ds.data), len(classes), where)
             splits[split] = (ds.data.transpose(0, 2, 3, 1), labels)  # NCHW -> NHWC
     return _prepare_arrays("stl10", out_dir, list(classes), splits, raw, provenance)

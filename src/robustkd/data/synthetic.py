@@ -139,11 +139,14 @@ def draw_image(
 
     # --- background: a random two-colour gradient plus smooth blotches -------------------------
     if palette == "aerial":
-        base = [_hsv(rng.uniform(0.08, 0.35), rng.uniform(0.2, 0.5), rng.uniform(0.3, 0.6))
-                for _ in range(2)]
+        base = [
+            _hsv(rng.uniform(0.08, 0.35), rng.uniform(0.2, 0.5), rng.uniform(0.3, 0.6))
+            for _ in range(2)
+        ]
     else:
-        base = [_hsv(rng.uniform(), rng.uniform(0.0, 0.35), rng.uniform(0.25, 0.85))
-                for _ in range(2)]
+        base = [
+            _hsv(rng.uniform(), rng.uniform(0.0, 0.35), rng.uniform(0.25, 0.85)) for _ in range(2)
+        ]
     g = np.cos(rng.uniform(0, np.pi)) * xx + np.sin(rng.uniform(0, np.pi)) * yy
     g = (g - g.min()) / max(float(np.ptp(g)), 1e-6)
     canvas = base[0] * (1 - g[..., None]) + base[1] * g[..., None]  # (S, S, 3)
@@ -153,8 +156,15 @@ def draw_image(
         shape = _SHAPES[rng.integers(len(_SHAPES))]
         colour = _hsv(rng.uniform(), rng.uniform(0.0, 0.4), rng.uniform(0.2, 0.9))
         fill = np.broadcast_to(colour, canvas.shape).copy()
-        _paste(canvas, shape, rng.uniform(0, size), rng.uniform(0, size),
-               size * rng.uniform(0.08, 0.18), rng.uniform(0, 2 * np.pi), fill)
+        _paste(
+            canvas,
+            shape,
+            rng.uniform(0, size),
+            rng.uniform(0, size),
+            size * rng.uniform(0.08, 0.18),
+            rng.uniform(0, 2 * np.pi),
+            fill,
+        )
 
     # --- the class object: shape, hue and stripe texture --------------------------------------
     radius = size * rng.uniform(0.22, 0.38)
