@@ -1,0 +1,252 @@
+"""Image pipelines of the engines: seeded, resumable augmentation and label fractions.
+
+Every random choice is a function of ``(seed, epoch, index)``, never of a global RNG or of the
+number of data-loader workers, so a run resumed at any step sees exactly the batches an
+uninterrupted run would have seen.
+
+- Train view: RandomResizedCrop + horizontal flip (the clean view; the distortion is applied
+  to this same crop on the device, so clean and distorted views share geometry).
+- Eval view: Resize(size * 256 / 224) + CenterCrop(size), as the baselines evaluate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from robustkd.data.prepared import PreparedDataset
+
+__all__ = [
+    "ImageSet",
+    "ViewConfig",
+    "epoch_batches",
+    "label_fraction_indices",
+    "load_image_set",
+    "make_loader",
+    "rng_for",
+]
+
+
+def rng_for(*keys: int) -> np.random.Generator:
+    """Return a numpy Generator determined by integer keys (e.g. seed, epoch, index).
+
+    Args:
+        *keys: Non-negative integers.
+
+    Returns:
+        A generator whose stream depends only on ``keys``.
+    """
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """How images are turned into model inputs.
+
+    Attributes:
+        size: Side of the model's input in pixels.
+        crop_scale: Area range of RandomResizedCrop (torchvision default (0.08, 1.0)).
+        crop_ratio: Aspect ratio range of RandomResizedCrop.
+        hflip: Whether training flips horizontally with probability 0.5.
+    """
+
+    size: int
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+
+
+def _crop_box(
+    rng: np.random.Generator, h: int, w: int, scale: Sequence[float], ratio: Sequence[float]
+) -> tuple[int, int, int, int]:
+    """RandomResizedCrop's box sampling (torchvision's algorithm, with our generator)."""
+    area = h * w
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        cw = int(round(math.sqrt(target * aspect)))
+        ch = int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+    # Fallback: the central crop of the clamped aspect ratio (as torchvision).
+    in_ratio = w / h
+    if in_ratio < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        ch, cw = h, int(round(h * max(ratio)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize with antialiasing of a (3, H, W) float image."""
+    if tuple(img.shape[-2:]) == size:
+        return img
+    return F.interpolate(img[None], size=size, mode="bilinear", antialias=True,
+                         align_corners=False)[0]
+
+
+class ImageSet(Dataset):
+    """A split of a prepared dataset as model inputs in [0, 1] (no normalisation).
+
+    Images are kept decoded in memory as uint8 (the miniature, small datasets) or decoded from
+    the prepared files on access (paper scale). ``set_epoch`` selects the augmentation stream.
+    """
+
+    def __init__(
+        self,
+        prepared: PreparedDataset,
+        split: str,
+        view: ViewConfig,
+        *,
+        train: bool,
+        seed: int = 0,
+        preload_size: int | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        """Create the set.
+
+        Args:
+            prepared: The prepared dataset.
+            split: Its split to use.
+            view: Input size and augmentation.
+            train: Random crop + flip (True) or resize + center crop (False).
+            seed: Seed of the augmentation stream.
+            preload_size: Decode every image once, resized to this square size, and keep it in
+                memory; None streams images from disk.
+            indices: Positions within the split to keep (a label fraction); default all.
+        """
+        self.prepared = prepared
+        self.rows = prepared.indices(split)
+        labels = prepared.labels(split)
+        keep = np.arange(len(self.rows)) if indices is None else np.asarray(indices, dtype=int)
+        self.rows = [self.rows[i] for i in keep]
+        self.labels = torch.as_tensor(labels[keep])
+        self.view, self.train, self.seed, self.epoch = view, train, seed, 0
+        self.cache: torch.Tensor | None = None
+        if preload_size is not None:
+            imgs = [np.asarray(prepared.image(r).resize((preload_size,) * 2)) for r in self.rows]
+            self.cache = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch``."""
+        self.epoch = epoch
+
+    def _raw(self, i: int) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[i].float() / 255.0  # (3, S, S)
+        img = np.asarray(self.prepared.image(self.rows[i]))
+        return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img = self._raw(i)
+        size = self.view.size
+        _, h, w = img.shape
+        if self.train:
+            rng = rng_for(self.seed, self.epoch, i)
+            top, left, ch, cw = _crop_box(rng, h, w, self.view.crop_scale, self.view.crop_ratio)
+            img = _resize(img[:, top : top + ch, left : left + cw], (size, size))
+            if self.view.hflip and rng.random() < 0.5:
+                img = img.flip(-1)
+        else:
+            short = int(size * 256 / 224)
+            scale = short / min(h, w)
+            img = _resize(img, (max(size, round(h * scale)), max(size, round(w * scale))))
+            _, h, w = img.shape
+            top, left = (h - size) // 2, (w - size) // 2
+            img = img[:, top : top + size, left : left + size]
+        return img.clamp_(0, 1), self.labels[i]
+
+
+def load_image_set(
+    prepared: PreparedDataset,
+    split: str,
+    view: ViewConfig,
+    *,
+    train: bool,
+    seed: int = 0,
+    preload_size: int | None = None,
+    indices: Sequence[int] | None = None,
+) -> ImageSet:
+    """Build an :class:`ImageSet` (see its constructor for the arguments)."""
+    return ImageSet(prepared, split, view, train=train, seed=seed, preload_size=preload_size,
+                    indices=indices)
+
+
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, *, shuffle: bool = True, drop_last: bool = True
+) -> list[list[int]]:
+    """Return the batches of one epoch as index lists, a function of (seed, epoch) only.
+
+    Args:
+        n: Dataset length.
+        batch_size: Images per batch.
+        seed: Run seed.
+        epoch: Epoch number.
+        shuffle: Permute the order (training) or keep it (evaluation).
+        drop_last: Drop the last incomplete batch (training keeps batch statistics even).
+
+    Returns:
+        The list of batches.
+    """
+    order = rng_for(seed, epoch, 0xBA7C).permutation(n) if shuffle else np.arange(n)
+    stop = (n // batch_size) * batch_size if drop_last and n >= batch_size else n
+    return [order[i : i + batch_size].tolist() for i in range(0, stop, batch_size)]
+
+
+def label_fraction_indices(labels: Sequence[int] | np.ndarray, fraction: float,
+                           seed: int) -> np.ndarray:
+    """Pick a stratified, seeded, nested subset holding ``fraction`` of each class.
+
+    Each class's samples are put in an order drawn from ``(seed, class)`` alone, and the first
+    ``max(1, round(fraction * n_class))`` are kept: a larger fraction therefore contains every
+    smaller one, and the subset is reproducible from the seed.
+
+    Args:
+        labels: Class of each sample.
+        fraction: In (0, 1].
+        seed: The subset's seed.
+
+    Returns:
+        Sorted positions of the kept samples.
+
+    Raises:
+        ValueError: ``fraction`` outside (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction {fraction} outside (0, 1]")
+    labels = np.asarray(labels)
+    keep: list[np.ndarray] = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        order = members[rng_for(seed, int(c), 0xF4AC).permutation(len(members))]
+        keep.append(order[: max(1, int(round(fraction * len(members))))])
+    return np.sort(np.concatenate(keep))
+
+
+def make_loader(dataset: ImageSet, batches: Sequence[Sequence[int]], workers: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """Wrap fixed batches of ``dataset`` in a DataLoader (workers decode in parallel).
+
+    Args:
+        dataset: The image set (its epoch already set).
+        batches: Index lists, e.g. from :func:`epoch_batches`; order is preserved.
+        workers: Data-loading processes (0: in this process).
+        pin_memory: Pin host memory for faster copies to a GPU.
+
+    Returns:
+        A loader yielding ``(images (B, 3, S, S), labels (B,))``.
+    """
+    return DataLoader(dataset, batch_sampler=list(batches), num_workers=workers,
+                      pin_memory=pin_memory)

@@ -1,0 +1,272 @@
+"""The one training loop every engine uses (distillation, fine-tuning, CRAFT's objectives).
+
+A task supplies the trainable model and a loss function of a batch; the loop owns the rest:
+AdamW with decoupled weight decay (none on norms, biases and embeddings), linear warmup then
+cosine decay per step, mixed precision on GPUs, gradient clipping, checkpoints every N steps and
+at each epoch end, exact resume, a JSON-lines log of every loss component, a progress line, and
+a hard stop on a non-finite loss.
+
+Resume is exact because every random choice of a step is a function of (seed, epoch, step) or
+(seed, epoch, index): the batch order, the augmentation and the distortion's generator. The
+global RNG states are checkpointed too, for anything inside the model that uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from robustkd.distortions import seeded_generator
+from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, restore_rng, save_checkpoint
+from robustkd.engine.data import ImageSet, epoch_batches, make_loader
+
+__all__ = ["Task", "TrainConfig", "build_optimizer", "resolve_device", "train"]
+
+log = logging.getLogger(__name__)
+
+# Test hook: SIGKILL this process right before the given global step (proves exact resume).
+KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one training run.
+
+    Attributes:
+        epochs: Passes over the training set.
+        batch_size: Images per step (global batch).
+        lr: Peak learning rate (after warmup).
+        weight_decay: AdamW weight decay (not applied to norms, biases, embeddings).
+        warmup_epochs: Linear warmup length, in epochs (may be fractional).
+        min_lr_ratio: Final learning rate as a fraction of ``lr``.
+        clip_grad: Max global gradient norm; None disables clipping.
+        checkpoint_every: Save a checkpoint every this many steps (0: only at epoch ends).
+        amp: Mixed precision on CUDA devices (ignored on CPU).
+        amp_dtype: ``float16`` (with loss scaling) or ``bfloat16``.
+        workers: Data-loading worker processes.
+        log_every: Steps between progress lines.
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0
+    clip_grad: float | None = None
+    checkpoint_every: int = 0
+    amp: bool = True
+    amp_dtype: str = "float16"
+    workers: int = 0
+    log_every: int = 50
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
+        """Build from a config section, refusing unknown keys.
+
+        Raises:
+            ValueError: An unknown key (named).
+        """
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown} (known: {sorted(known)})")
+        return cls(**dict(cfg))
+
+
+class Task(Protocol):
+    """What the loop trains: a model and the loss of one batch."""
+
+    model: nn.Module
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor,
+             generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Return named loss components of a batch; ``"loss"`` is the one minimised."""
+        ...
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Return ``cuda`` when available for ``"auto"`` (else ``mps``, else ``cpu``), or ``name``."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with no weight decay on 1-D parameters (norms, biases) and token embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "reg_token"))
+        (no_decay if skip else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def _schedule(total: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep only the log lines of steps already done (a resumed run redoes the rest)."""
+    if not path.exists():
+        return
+    kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(f"{ln}\n" for ln in kept))
+
+
+def train(
+    task: Task,
+    dataset: ImageSet,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    run_dir: str | os.PathLike[str],
+    device: torch.device,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``task.model`` on ``dataset``; resume from ``run_dir/checkpoint.pt`` if present.
+
+    Args:
+        task: The model and its loss.
+        dataset: Training images (train view); its epoch is set by the loop.
+        cfg: Optimisation settings.
+        seed: Seed of data order, augmentation and distortions.
+        run_dir: Folder of the checkpoint and of ``log.jsonl``.
+        device: Where to compute.
+        record: Resolved config stored in every checkpoint.
+
+    Returns:
+        A summary: steps, epochs, final loss components, images/s, resumed-from step.
+
+    Raises:
+        NonFiniteError: A loss component became NaN/inf (names the step and component).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
+    model = task.model.to(device)
+
+    # --- optimizer, schedule, mixed precision --------------------------------------------------
+    steps_per_epoch = len(epoch_batches(len(dataset), cfg.batch_size, seed, 0))
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch size {cfg.batch_size} > dataset size {len(dataset)}")
+    total = steps_per_epoch * cfg.epochs
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                  _schedule(total, warmup, cfg.min_lr_ratio))
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = getattr(torch, cfg.amp_dtype)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    # --- resume --------------------------------------------------------------------------------
+    step, resumed_from = 0, None
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        restore_rng(ckpt["rng"])
+        step = resumed_from = int(ckpt["step"])
+        log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
+    _truncate_log(log_path, step)
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, model=model, state={
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
+            "train_config": asdict(cfg), "config": dict(record or {}), "seed": seed,
+        })
+
+    kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    interactive = sys.stderr.isatty()
+    last: dict[str, float] = {}
+    t0, seen = time.perf_counter(), 0
+
+    # --- loop ----------------------------------------------------------------------------------
+    model.train()
+    with open(log_path, "a") as log_file:
+        while step < total:
+            epoch, offset = divmod(step, steps_per_epoch)
+            dataset.set_epoch(epoch)
+            batches = epoch_batches(len(dataset), cfg.batch_size, seed, epoch)[offset:]
+            loader = make_loader(dataset, batches, cfg.workers, pin_memory=device.type == "cuda")
+            for images, labels in loader:
+                if step == kill_at:
+                    log_file.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                images = images.to(device, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                generator = seeded_generator(device, seed, epoch, step)
+                autocast = (torch.autocast(device.type, dtype=amp_dtype) if use_amp
+                            else nullcontext())
+                with autocast:
+                    losses = task.loss(images, labels, generator)
+                values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
+                if not bool(torch.isfinite(values).all()):
+                    bad = [k for k, v in zip(losses, values.tolist(), strict=True) if not math.isfinite(v)]
+                    raise NonFiniteError(
+                        f"non-finite loss at step {step} (epoch {epoch}): component(s) "
+                        f"{bad} = {[losses[k].item() for k in bad]}; training stopped, the last "
+                        f"checkpoint ({ckpt_path}) holds finite weights"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses["loss"]).backward()
+                if cfg.clip_grad is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
+                step += 1
+                seen += len(images)
+                last = dict(zip(losses, values.tolist(), strict=True))
+                log_file.write(json.dumps({"step": step, "epoch": epoch, "lr": lr, **last}) + "\n")
+                if step % cfg.log_every == 0 or step == total or interactive:
+                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    msg = (f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} "
+                           + " ".join(f"{k}={v:.4g}" for k, v in last.items())
+                           + f" {rate:.0f} img/s")
+                    if interactive:
+                        print(f"\r{msg}", end="", file=sys.stderr, flush=True)
+                    else:
+                        log.info(msg)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    log_file.flush()
+                    checkpoint()
+            if step % steps_per_epoch == 0:
+                log_file.flush()
+                checkpoint()
+    if interactive:
+        print(file=sys.stderr)
+    elapsed = time.perf_counter() - t0
+    return {"steps": total, "epochs": cfg.epochs, "final": last, "resumed_from": resumed_from,
+            "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
