@@ -11,6 +11,10 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/distill.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/report.smk"
 
 
 wildcard_constraints:

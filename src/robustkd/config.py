@@ -63,6 +63,23 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 def _check_references(config: Mapping[str, Any]) -> None:
     distortions = set(config.get("distortions", {}))
+    for name, spec in config.get("distortions", {}).items():
+        target = spec.get("stands_for")
+        if target is not None and (target not in distortions or target == name):
+            raise ConfigError(
+                f"config key 'distortions.{name}.stands_for': unknown distortion {target!r}"
+            )
+    for name, spec in config.get("backbones", {}).items():
+        if spec.get("weights") is None and "pretrain" not in spec:
+            raise ConfigError(
+                f"config key 'backbones.{name}.weights': null needs a 'pretrain' section "
+                "(a backbone is never silently left at random initialisation)"
+            )
+        if spec.get("weights") is not None and "pretrain" in spec:
+            raise ConfigError(
+                f"config key 'backbones.{name}.weights': must be null with 'pretrain' "
+                "(the pipeline writes the pretrained weights itself)"
+            )
     methods = set(config.get("methods", {}).get("main", []))
     for exp, spec in (config.get("experiments") or {}).items():
         for name in spec.get("distortions", []):

@@ -18,6 +18,7 @@ Half-precision input is processed in float32 and cast back; float64 stays float6
 from __future__ import annotations
 
 import abc
+import hashlib
 import inspect
 import math
 import numbers
@@ -61,6 +62,8 @@ class Distortion(abc.ABC):
     """
 
     family: ClassVar[str] = ""
+    #: Whether the output depends on the generator (repeated evaluation is then meaningful).
+    is_random: ClassVar[bool] = True
 
     @abc.abstractmethod
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -355,6 +358,8 @@ class GaussianBlur(Distortion):
         sigma: Standard deviation of the Gaussian in pixels; > 0.
     """
 
+    is_random: ClassVar[bool] = False
+
     def __init__(self, kernel: int, sigma: float) -> None:
         try:
             k = operator.index(kernel)
@@ -407,34 +412,34 @@ class GaussianBlur(Distortion):
 def seeded_generator(device: torch.device | str, *keys: int) -> torch.Generator:
     """Return a generator on ``device`` seeded by hashing integer ``keys``.
 
-    The seed is ``numpy.random.SeedSequence(keys)``'s first 63-bit state word, so that e.g.
-    ``seeded_generator(dev, run_seed, epoch, step)`` gives every training step its own
-    well-mixed stream, and a run resumed at any step redraws exactly the same distortions.
-    Different key tuples (including tuples of different lengths) give unrelated streams.
+    The seed is the first 63 bits of the SHA-256 of the keys written in decimal, joined by
+    commas, so that e.g. ``seeded_generator(dev, run_seed, epoch, step)`` gives every training
+    step its own well-mixed stream, and a run resumed at any step redraws exactly the same
+    distortions. Different key tuples give unrelated streams, including tuples that differ only
+    by trailing zeros (unlike ``numpy.random.SeedSequence``, which pads with zeros).
 
     Args:
         device: Device of the generator; must match the device of the tensors it feeds.
-        *keys: One or more non-negative integers.
+        *keys: One or more integers.
 
     Returns:
         The seeded generator.
 
     Raises:
-        ValueError: If no key is given or a key is not a non-negative integer.
+        ValueError: If no key is given or a key is not an integer.
     """
     if not keys:
         raise ValueError("seeded_generator needs at least one integer key")
     ints = []
     for key in keys:
+        if isinstance(key, bool):
+            raise ValueError(f"seeded_generator keys must be integers, got {key!r}")
         try:
-            value = operator.index(key)
+            ints.append(operator.index(key))
         except TypeError:
-            value = -1
-        if isinstance(key, bool) or value < 0:
-            raise ValueError(f"seeded_generator keys must be non-negative integers, got {key!r}")
-        ints.append(value)
-    state = np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)[0]
-    seed = int(state) & ((1 << 63) - 1)
+            raise ValueError(f"seeded_generator keys must be integers, got {key!r}") from None
+    digest = hashlib.sha256(",".join(map(str, ints)).encode()).digest()
+    seed = int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
     return torch.Generator(device=device).manual_seed(seed)
 
 

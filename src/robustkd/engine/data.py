@@ -146,7 +146,7 @@ class ImageSet(Dataset):
     def _raw(self, i: int) -> torch.Tensor:
         if self.cache is not None:
             return self.cache[i].float() / 255.0  # (3, S, S)
-        img = np.asarray(self.prepared.image(self.rows[i]))
+        img = np.array(self.prepared.image(self.rows[i]))
         return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0  # (3, H, W)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:

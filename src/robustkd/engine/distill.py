@@ -1,0 +1,77 @@
+"""Asymmetric multi-level distillation (the main paper, section 3).
+
+A frozen teacher sees the clean crop; the student, initialised from the same weights, sees the
+distorted version of the *same* crop. The loss aligns CLS tokens, patch tokens and the last
+block's per-head CLS->patch attention (:mod:`robustkd.losses.multilevel`). No labels are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from robustkd.distortions import Distortion
+from robustkd.losses.multilevel import MultiLevelLoss
+from robustkd.models.taps import vit_forward
+
+__all__ = ["DistillTask", "Normalize"]
+
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` on any device; pixels in [0, 1] in."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        """Store the statistics as buffers (they follow the module's device).
+
+        Args:
+            mean: Per-channel mean.
+            std: Per-channel standard deviation.
+        """
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a (B, C, H, W) batch."""
+        return (x - self.mean) / self.std
+
+
+class DistillTask:
+    """One distillation step: teacher on clean, student on distorted, multi-level loss."""
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        loss: MultiLevelLoss,
+        distortion: Distortion,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        with_attention: bool,
+    ) -> None:
+        """Assemble the step.
+
+        Args:
+            teacher: Frozen ViT (eval mode, no gradients).
+            student: Trainable ViT with the teacher's initial weights.
+            loss: The multi-level loss (its lambdas select the ablation variant).
+            distortion: The student's input corruption.
+            normalize: Pixel normalisation of the backbone.
+            with_attention: Compute attention logits (only when lambda_a > 0).
+        """
+        self.teacher, self.model = teacher, student
+        self.loss_fn, self.distortion, self.normalize = loss, distortion, normalize
+        self.with_attention = with_attention
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor,
+             generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Return the loss components of a batch of clean crops (B, 3, S, S) in [0, 1]."""
+        del labels  # distillation is label-free
+        self.teacher.to(images.device)
+        distorted = self.distortion(images, generator)  # (B, 3, S, S), same crop
+        with torch.no_grad():
+            t = vit_forward(self.teacher, self.normalize(images), with_attention=self.with_attention)
+        s = vit_forward(self.model, self.normalize(distorted), with_attention=self.with_attention)
+        return self.loss_fn(s, t)

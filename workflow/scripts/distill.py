@@ -1,0 +1,25 @@
+# Snakemake adapter: distil one student per seed (rule distill).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from robustkd.engine.jobs import distill_job
+from robustkd.joblog import configure_job_logging
+
+configure_job_logging(snakemake.log[0])
+distill_job(
+    method=snakemake.wildcards.distill_method,
+    backbone=snakemake.params.backbone,
+    loss_weights=snakemake.params.loss,
+    distortion=snakemake.params.distortion,
+    train_cfg=snakemake.params.train,
+    data_dir=snakemake.input.data,
+    views=snakemake.params.views,
+    seeds=snakemake.params.seeds,
+    outputs=snakemake.output.students,
+    threads=snakemake.threads,
+    rule=snakemake.rule,
+    wildcards=dict(snakemake.wildcards),
+    inputs=list(snakemake.input.teacher),
+)
