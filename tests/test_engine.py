@@ -37,8 +37,9 @@ def tiny_prepared(tmp_path_factory):
 class Tiny(nn.Module):
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(),
-                                 nn.Linear(16, 3))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 3)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -60,18 +61,28 @@ class CETask:
 
 
 def _cfg(**kw):
-    base = dict(epochs=3, batch_size=8, lr=1e-2, weight_decay=0.01, warmup_epochs=0.5,
-                clip_grad=1.0, checkpoint_every=2, log_every=100)
+    base = dict(
+        epochs=3,
+        batch_size=8,
+        lr=1e-2,
+        weight_decay=0.01,
+        warmup_epochs=0.5,
+        clip_grad=1.0,
+        checkpoint_every=2,
+        log_every=100,
+    )
     return TrainConfig(**{**base, **kw})
 
 
 def _train(tmp_path, tiny_prepared, name, **kw):
     torch.manual_seed(0)
     model = Tiny()
-    ds = load_image_set(tiny_prepared, "train", ViewConfig(size=8, crop_scale=(0.5, 1.0)),
-                        train=True, seed=1)
-    summary = train(CETask(model, **kw), ds, _cfg(), seed=1, run_dir=tmp_path / name,
-                    device=torch.device("cpu"))
+    ds = load_image_set(
+        tiny_prepared, "train", ViewConfig(size=8, crop_scale=(0.5, 1.0)), train=True, seed=1
+    )
+    summary = train(
+        CETask(model, **kw), ds, _cfg(), seed=1, run_dir=tmp_path / name, device=torch.device("cpu")
+    )
     return model, summary
 
 

@@ -18,11 +18,18 @@ def _metrics(tmp_path, name, values):
 
 
 def test_table_mean_std_and_missing_column(tmp_path):
-    spec = TableSpec("t", "Title", rows=[("a", "Row A"), ("b", "Row B")],
-                     columns=[("ci", "CI"), ("ours", "Ours")], row_header="Distortion",
-                     missing={"ci": "not run yet."})
-    cells = [Cell("a", "ours", _metrics(tmp_path, "a", [10.0, 20.0, 30.0])),
-             Cell("b", "ours", _metrics(tmp_path, "b", [50.0]))]
+    spec = TableSpec(
+        "t",
+        "Title",
+        rows=[("a", "Row A"), ("b", "Row B")],
+        columns=[("ci", "CI"), ("ours", "Ours")],
+        row_header="Distortion",
+        missing={"ci": "not run yet."},
+    )
+    cells = [
+        Cell("a", "ours", _metrics(tmp_path, "a", [10.0, 20.0, 30.0])),
+        Cell("b", "ours", _metrics(tmp_path, "b", [50.0])),
+    ]
     df = build_table(spec, cells, tmp_path / "t")
     row = df.set_index("row").loc["a"]
     assert row["mean"] == pytest.approx(20.0) and row["std"] == pytest.approx(10.0)
@@ -39,8 +46,10 @@ def test_table_mean_std_and_missing_column(tmp_path):
 def test_format_and_labels():
     assert format_cell(float("nan"), 0.0, 0) == "—"
     assert format_cell(1.234, 0.5, 2) == "1.23 ± 0.50"
-    assert distortion_label({"family": "blur", "kernel": 37, "sigma": 9.0}) == \
-        "Gaussian Blur (37, 9.0)"
+    assert (
+        distortion_label({"family": "blur", "kernel": 37, "sigma": 9.0})
+        == "Gaussian Blur (37, 9.0)"
+    )
     assert distortion_label({"family": "mask", "p": 0.9}) == "Random Mask p=0.9"
 
 

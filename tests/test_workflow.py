@@ -1,12 +1,15 @@
 """End to end: the real Snakemake DAG on the tiny overlay, in a scratch copy of the workflow."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 
 from robustkd.data import PreparedDataset
 
@@ -56,6 +59,25 @@ def test_demo_dag_end_to_end(workdir):
     camelyon = PreparedDataset(workdir / "results" / "data" / "camelyon17")
     assert set(camelyon.splits) == {"train", "id_val", "val", "test"}
 
+    # The training stages: a teacher, students, classifiers with metrics, and the two tables.
+    teacher = json.loads((workdir / "results/teachers/vit/metrics.json").read_text())
+    assert 0 <= teacher["top1"] <= 100 and teacher["chance"] == 25.0
+    for seed in (0, 1):
+        metrics = workdir / f"results/finetune/imagenet100/ours/mask-0.90/frac1/seed{seed}"
+        m = json.loads((metrics / "metrics.json").read_text())
+        assert m["repeats"] == 2 and m["n"] == 4 * 3 and m["seed"] == seed
+        prov = json.loads((metrics / "provenance.json").read_text())
+        assert any(
+            k.endswith(f"results/distill/ours/mask-0.90/seed{seed}/student.pth")
+            for k in prov["inputs"]
+        )
+    t1 = (workdir / "results/tables/table1.md").read_text()
+    assert "Random Mask p=0.9" in t1 and "over n = 2 seeds" in t1
+    assert "Gaussian Blur (9, 1.3) [for Gaussian Blur (37, 9.0)]" in t1
+    t3 = pd.read_csv(workdir / "results/tables/table3.csv")
+    assert sorted(t3["row"]) == ["global", "global-attention", "global-local", "ours"]
+    assert (t3["n"] == 2).all()
+
     # A second run has nothing to do.
     again = run(workdir, "all", "--dry-run")
     assert again.returncode == 0
@@ -75,3 +97,51 @@ def test_invalid_config_stops_before_any_job(workdir, tmp_path):
     )
     assert proc.returncode != 0
     assert "distortions.mask-0.75.p" in proc.stdout + proc.stderr
+
+
+@pytest.mark.e2e
+def test_sigkilled_distillation_resumes_to_identical_students(workdir):
+    """Kill a distill job with SIGKILL mid-epoch, rerun the target: same students, bit for bit.
+
+    Runs after test_demo_dag_end_to_end (same scratch workflow): its students are the
+    uninterrupted reference. Tiny overlay: 24 images, batch 8, 2 epochs = 6 steps,
+    checkpoints at steps 2, 3 (epoch end), 4 and 6; the kill comes after step 5.
+    """
+    from robustkd.engine.loop import KILL_ENV
+
+    run_dir = workdir / "results" / "distill" / "global" / "noise-0.5"
+    students = [run_dir / f"seed{s}" / "student.pth" for s in (0, 1)]
+    reference = [torch.load(p) for p in students]
+    shutil.rmtree(run_dir)
+    target = str(students[1].relative_to(workdir))
+
+    env = {**os.environ, KILL_ENV: "5"}
+    killed = subprocess.run(
+        [*SNAKEMAKE, target, "--cores", "1", *CONFIGS],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert killed.returncode != 0
+    assert not students[0].exists()
+    ckpt = torch.load(run_dir / "seed0" / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 4
+
+    env.pop(KILL_ENV)
+    rerun = subprocess.run(
+        [*SNAKEMAKE, target, "--cores", "1", *CONFIGS],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    log = (workdir / "logs" / "distill" / "global" / "noise-0.5.log").read_text()
+    assert "resumed from" in log and "at step 4/6" in log
+    for path, ref in zip(students, reference, strict=True):
+        got = torch.load(path)
+        assert got.keys() == ref.keys()
+        assert all(torch.equal(got[k], ref[k]) for k in ref), path

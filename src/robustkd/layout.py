@@ -53,8 +53,9 @@ def distill_weights(method: str, distortion: str, seed: int | str) -> str:
     return f"results/distill/{method}/{distortion}/seed{seed}/student.pth"
 
 
-def finetune_files(dataset: str, method: str, distortion: str, fraction: str,
-                   seed: int | str) -> dict[str, str]:
+def finetune_files(
+    dataset: str, method: str, distortion: str, fraction: str, seed: int | str
+) -> dict[str, str]:
     """The fine-tuned classifier's weights and metrics of one seed."""
     base = f"results/finetune/{dataset}/{method}/{distortion}/frac{fraction}/seed{seed}"
     return {"model": f"{base}/model.pth", "metrics": f"{base}/metrics.json"}
@@ -81,13 +82,23 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
     seeds = len(config["seeds"])
     if name == "table1":
         return TableSpec(
-            name, f"Table 1: ImageNet-100 top-1 accuracy (%) under distortion, {seeds} seeds",
-            rows=dists, columns=methods, row_header="Distortion", missing=_NOT_IMPLEMENTED)
+            name,
+            f"Table 1: ImageNet-100 top-1 accuracy (%) under distortion, {seeds} seeds",
+            rows=dists,
+            columns=methods,
+            row_header="Distortion",
+            missing=_NOT_IMPLEMENTED,
+        )
     if name == "table3":
         rows = [(m, "Gl. Local Attention" if m == "ours" else lbl) for m, lbl in methods]
         return TableSpec(
-            name, f"Table 3: distillation loss ablation, ImageNet-100 top-1 (%), {seeds} seeds",
-            rows=rows, columns=dists, row_header="Model", missing=_NOT_IMPLEMENTED)
+            name,
+            f"Table 3: distillation loss ablation, ImageNet-100 top-1 (%), {seeds} seeds",
+            rows=rows,
+            columns=dists,
+            row_header="Model",
+            missing=_NOT_IMPLEMENTED,
+        )
     raise KeyError(f"unknown table {name!r}")
 
 

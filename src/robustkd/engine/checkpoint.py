@@ -81,8 +81,9 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
-def save_checkpoint(path: str | os.PathLike[str], *, model: nn.Module, state: dict[str, Any]
-                    ) -> None:
+def save_checkpoint(
+    path: str | os.PathLike[str], *, model: nn.Module, state: dict[str, Any]
+) -> None:
     """Atomically write a training checkpoint.
 
     Args:

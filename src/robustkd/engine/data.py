@@ -11,6 +11,7 @@ uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,8 +91,9 @@ def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize with antialiasing of a (3, H, W) float image."""
     if tuple(img.shape[-2:]) == size:
         return img
-    return F.interpolate(img[None], size=size, mode="bilinear", antialias=True,
-                         align_corners=False)[0]
+    return F.interpolate(
+        img[None], size=size, mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 class ImageSet(Dataset):
@@ -139,6 +141,27 @@ class ImageSet(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def derive(self, *, seed: int | None = None, indices: Sequence[int] | None = None) -> ImageSet:
+        """Return a view of this set with another seed and/or a subset (shares the cache).
+
+        Args:
+            seed: The new augmentation seed (default: unchanged).
+            indices: Positions within this set to keep (default: all).
+
+        Returns:
+            A new set at epoch 0; decoded images are shared, not copied.
+        """
+        out = copy.copy(self)
+        out.epoch = 0
+        if seed is not None:
+            out.seed = seed
+        if indices is not None:
+            keep = np.asarray(indices, dtype=int)
+            out.rows = [self.rows[i] for i in keep]
+            out.labels = self.labels[keep]
+            out.cache = None if self.cache is None else self.cache[keep]
+        return out
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch``."""
         self.epoch = epoch
@@ -180,8 +203,9 @@ def load_image_set(
     indices: Sequence[int] | None = None,
 ) -> ImageSet:
     """Build an :class:`ImageSet` (see its constructor for the arguments)."""
-    return ImageSet(prepared, split, view, train=train, seed=seed, preload_size=preload_size,
-                    indices=indices)
+    return ImageSet(
+        prepared, split, view, train=train, seed=seed, preload_size=preload_size, indices=indices
+    )
 
 
 def epoch_batches(
@@ -205,8 +229,9 @@ def epoch_batches(
     return [order[i : i + batch_size].tolist() for i in range(0, stop, batch_size)]
 
 
-def label_fraction_indices(labels: Sequence[int] | np.ndarray, fraction: float,
-                           seed: int) -> np.ndarray:
+def label_fraction_indices(
+    labels: Sequence[int] | np.ndarray, fraction: float, seed: int
+) -> np.ndarray:
     """Pick a stratified, seeded, nested subset holding ``fraction`` of each class.
 
     Each class's samples are put in an order drawn from ``(seed, class)`` alone, and the first
@@ -235,8 +260,9 @@ def label_fraction_indices(labels: Sequence[int] | np.ndarray, fraction: float,
     return np.sort(np.concatenate(keep))
 
 
-def make_loader(dataset: ImageSet, batches: Sequence[Sequence[int]], workers: int = 0,
-                pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: ImageSet, batches: Sequence[Sequence[int]], workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
     """Wrap fixed batches of ``dataset`` in a DataLoader (workers decode in parallel).
 
     Args:
@@ -248,5 +274,6 @@ def make_loader(dataset: ImageSet, batches: Sequence[Sequence[int]], workers: in
     Returns:
         A loader yielding ``(images (B, 3, S, S), labels (B,))``.
     """
-    return DataLoader(dataset, batch_sampler=list(batches), num_workers=workers,
-                      pin_memory=pin_memory)
+    return DataLoader(
+        dataset, batch_sampler=list(batches), num_workers=workers, pin_memory=pin_memory
+    )

@@ -65,13 +65,15 @@ class DistillTask:
         self.loss_fn, self.distortion, self.normalize = loss, distortion, normalize
         self.with_attention = with_attention
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor,
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """Return the loss components of a batch of clean crops (B, 3, S, S) in [0, 1]."""
         del labels  # distillation is label-free
         self.teacher.to(images.device)
         distorted = self.distortion(images, generator)  # (B, 3, S, S), same crop
+        attn = self.with_attention
         with torch.no_grad():
-            t = vit_forward(self.teacher, self.normalize(images), with_attention=self.with_attention)
-        s = vit_forward(self.model, self.normalize(distorted), with_attention=self.with_attention)
+            t = vit_forward(self.teacher, self.normalize(images), with_attention=attn)
+        s = vit_forward(self.model, self.normalize(distorted), with_attention=attn)
         return self.loss_fn(s, t)

@@ -1,5 +1,8 @@
-"""Evaluation: top-1/top-5 accuracy on (distorted) validation images, repeated with fresh
-random distortions, as the Contrastive Inversion protocol does (mean and std over repeats)."""
+"""Evaluation: top-1/top-5 accuracy on (distorted) validation images.
+
+Repeated with fresh random distortions, as the Contrastive Inversion protocol does (mean and
+std over repeats).
+"""
 
 from __future__ import annotations
 
@@ -82,7 +85,11 @@ def evaluate_classifier(
         top1.append(100.0 * hit1 / len(dataset))
         top5.append(100.0 * hit5 / len(dataset))
     return {
-        "top1": float(np.mean(top1)), "top1_std": float(np.std(top1)),
-        "top5": float(np.mean(top5)), "top5_std": float(np.std(top5)),
-        "top1_repeats": top1, "repeats": repeats, "n": len(dataset),
+        "top1": float(np.mean(top1)),
+        "top1_std": float(np.std(top1)),
+        "top5": float(np.mean(top5)),
+        "top5_std": float(np.std(top5)),
+        "top1_repeats": top1,
+        "repeats": repeats,
+        "n": len(dataset),
     }

@@ -1,5 +1,8 @@
-"""Supervised fine-tuning on distorted images (the downstream protocol of both baselines and
-ours), and the demo's teacher pretraining (the same, on clean images)."""
+"""Supervised fine-tuning on distorted images, and the demo's teacher pretraining.
+
+Full fine-tuning is the downstream protocol of both baselines and ours; the miniature's
+teacher is pretrained the same way on clean images.
+"""
 
 from __future__ import annotations
 
@@ -57,8 +60,9 @@ class FinetuneTask:
         self.model, self.distortion, self.normalize = model, distortion, normalize
         self.label_smoothing = label_smoothing
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor,
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """Return ``{"loss": cross-entropy}`` of a batch of crops (B, 3, S, S) in [0, 1]."""
         if self.distortion is not None:
             images = self.distortion(images, generator)

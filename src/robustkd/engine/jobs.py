@@ -28,7 +28,12 @@ from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
 from robustkd.engine.loop import TrainConfig, resolve_device, train
 from robustkd.losses.multilevel import create_multilevel_loss, needs_attention
-from robustkd.models.backbones import copy_student, create_backbone, freeze, model_input_config
+from robustkd.models.backbones import (
+    backbone_input_config,
+    copy_student,
+    create_backbone,
+    freeze,
+)
 from robustkd.provenance import now_iso, write_provenance
 
 __all__ = ["distill_job", "finetune_job", "pretrain_job", "resolve_distortion"]
@@ -46,8 +51,8 @@ def resolve_distortion(spec: Mapping[str, Any] | None) -> Distortion | None:
     return create_distortion({k: v for k, v in spec.items() if k not in _DISTORTION_META})
 
 
-def _view(views: Mapping[str, Any], model: torch.nn.Module) -> tuple[ViewConfig, Normalize]:
-    inp = model_input_config(model)
+def _view(views: Mapping[str, Any], backbone: Mapping[str, Any]) -> tuple[ViewConfig, Normalize]:
+    inp = backbone_input_config(backbone)
     size = int(inp["input_size"][-1])
     view = ViewConfig(size=size, crop_scale=tuple(views.get("crop_scale", (0.08, 1.0))))
     return view, Normalize(tuple(inp["mean"]), tuple(inp["std"]))
@@ -69,13 +74,31 @@ def _threads(threads: int) -> int:
     return 0 if threads <= 2 else threads - 1
 
 
-def _provenance(run_dir: Path, *, rule: str, inputs: Sequence[str | os.PathLike[str]],
-                outputs: Sequence[Path], wildcards: Mapping[str, Any], config: Mapping[str, Any],
-                seed: int | None, started: str, device: torch.device,
-                extra: Mapping[str, Any]) -> None:
-    write_provenance(run_dir / "provenance.json", rule=rule, inputs=inputs, outputs=outputs,
-                     wildcards=wildcards, config=config, seed=seed, started=started,
-                     device=str(device), extra=extra)
+def _provenance(
+    run_dir: Path,
+    *,
+    rule: str,
+    inputs: Sequence[str | os.PathLike[str]],
+    outputs: Sequence[Path],
+    wildcards: Mapping[str, Any],
+    config: Mapping[str, Any],
+    seed: int | None,
+    started: str,
+    device: torch.device,
+    extra: Mapping[str, Any],
+) -> None:
+    write_provenance(
+        run_dir / "provenance.json",
+        rule=rule,
+        inputs=inputs,
+        outputs=outputs,
+        wildcards=wildcards,
+        config=config,
+        seed=seed,
+        started=started,
+        device=str(device),
+        extra=extra,
+    )
 
 
 def pretrain_job(
@@ -106,29 +129,56 @@ def pretrain_job(
     run_dir = out_weights.parent
     _seed_everything(seed)
     model = create_backbone({**backbone, "weights": None})
-    view, normalize = _view(views, model)
+    view, normalize = _view(views, backbone)
     prepared = PreparedDataset(data_dir)
-    train_set = load_image_set(prepared, "train", view, train=True, seed=seed,
-                               preload_size=views.get("preload_size"))
-    val_set = load_image_set(prepared, _eval_split(prepared), view, train=False,
-                             preload_size=views.get("preload_size"))
+    train_set = load_image_set(
+        prepared, "train", view, train=True, seed=seed, preload_size=views.get("preload_size")
+    )
+    val_set = load_image_set(
+        prepared, _eval_split(prepared), view, train=False, preload_size=views.get("preload_size")
+    )
     clf = Classifier(model, len(prepared.classes))
     cfg = TrainConfig.from_config({**pretrain, "workers": workers})
-    summary = train(FinetuneTask(clf, None, normalize.to(dev)), train_set, cfg, seed=seed,
-                    run_dir=run_dir, device=dev, record={"backbone": dict(backbone)})
-    metrics = evaluate_classifier(clf, val_set, None, normalize.to(dev), repeats=1, seed=seed,
-                                  batch_size=evaluation.get("batch_size", 256), device=dev,
-                                  workers=workers)
+    summary = train(
+        FinetuneTask(clf, None, normalize.to(dev)),
+        train_set,
+        cfg,
+        seed=seed,
+        run_dir=run_dir,
+        device=dev,
+        record={"backbone": dict(backbone)},
+    )
+    metrics = evaluate_classifier(
+        clf,
+        val_set,
+        None,
+        normalize.to(dev),
+        repeats=1,
+        seed=seed,
+        batch_size=evaluation.get("batch_size", 256),
+        device=dev,
+        workers=workers,
+    )
     metrics.update(chance=100.0 / len(prepared.classes), train=summary)
     save_weights(out_weights, clf.backbone.cpu())
     write_json_atomic(run_dir / "metrics.json", metrics)
-    _provenance(run_dir, rule=rule, inputs=[Path(data_dir) / "manifest.csv"],
-                outputs=[out_weights, run_dir / "metrics.json"], wildcards=wildcards or {},
-                config={"backbone": dict(backbone), "pretrain": dict(pretrain),
-                        "views": dict(views)},
-                seed=seed, started=started, device=dev, extra={"train": summary})
-    log.info("pretrained backbone: clean val top-1 %.2f%% (chance %.2f%%)", metrics["top1"],
-             metrics["chance"])
+    _provenance(
+        run_dir,
+        rule=rule,
+        inputs=[Path(data_dir) / "manifest.csv"],
+        outputs=[out_weights, run_dir / "metrics.json"],
+        wildcards=wildcards or {},
+        config={"backbone": dict(backbone), "pretrain": dict(pretrain), "views": dict(views)},
+        seed=seed,
+        started=started,
+        device=dev,
+        extra={"train": summary},
+    )
+    log.info(
+        "pretrained backbone: clean val top-1 %.2f%% (chance %.2f%%)",
+        metrics["top1"],
+        metrics["chance"],
+    )
     return metrics
 
 
@@ -180,27 +230,54 @@ def distill_job(
     cfg = TrainConfig.from_config({**train_cfg, "workers": workers})
     dist = resolve_distortion(distortion)
     loss_fn = create_multilevel_loss(method, loss_weights)
+    view, normalize = _view(views, backbone)
+    images = load_image_set(
+        prepared, "train", view, train=True, preload_size=views.get("preload_size")
+    )
     for seed, out in zip(seeds, outputs, strict=True):
         started, out = now_iso(), Path(out)
         _seed_everything(seed)
         teacher = freeze(create_backbone(backbone))
         student = copy_student(teacher)
-        view, normalize = _view(views, teacher)
-        train_set = load_image_set(prepared, "train", view, train=True, seed=seed,
-                                   preload_size=views.get("preload_size"))
-        task = DistillTask(teacher.to(dev), student, loss_fn, dist, normalize.to(dev),
-                           with_attention=needs_attention(method))
-        record = {"method": method, "backbone": dict(backbone), "loss": dict(loss_weights),
-                  "distortion": dict(distortion), "train": asdict(cfg)}
-        summary = train(task, train_set, cfg, seed=seed, run_dir=out.parent, device=dev,
-                        record=record)
+        train_set = images.derive(seed=seed)
+        task = DistillTask(
+            teacher.to(dev),
+            student,
+            loss_fn,
+            dist,
+            normalize.to(dev),
+            with_attention=needs_attention(method),
+        )
+        record = {
+            "method": method,
+            "backbone": dict(backbone),
+            "loss": dict(loss_weights),
+            "distortion": dict(distortion),
+            "train": asdict(cfg),
+        }
+        summary = train(
+            task, train_set, cfg, seed=seed, run_dir=out.parent, device=dev, record=record
+        )
         save_weights(out, student.cpu())
-        _provenance(out.parent, rule=rule, inputs=[*inputs, Path(data_dir) / "manifest.csv"],
-                    outputs=[out, out.parent / "log.jsonl"], wildcards=wildcards or {},
-                    config=record, seed=seed, started=started, device=dev,
-                    extra={"train": summary})
-        log.info("seed %d: distilled %s in %.1f s (%.0f img/s)", seed, out,
-                 summary["seconds"], summary["images_per_s"])
+        _provenance(
+            out.parent,
+            rule=rule,
+            inputs=[*inputs, Path(data_dir) / "manifest.csv"],
+            outputs=[out, out.parent / "log.jsonl"],
+            wildcards=wildcards or {},
+            config=record,
+            seed=seed,
+            started=started,
+            device=dev,
+            extra={"train": summary},
+        )
+        log.info(
+            "seed %d: distilled %s in %.1f s (%.0f img/s)",
+            seed,
+            out,
+            summary["seconds"],
+            summary["images_per_s"],
+        )
 
 
 def finetune_job(
@@ -251,37 +328,78 @@ def finetune_job(
     cfg = TrainConfig.from_config({**train_cfg, "workers": workers})
     dist = resolve_distortion(distortion)
     split = _eval_split(prepared)
+    view, normalize = _view(views, backbone)
+    images = load_image_set(
+        prepared, "train", view, train=True, preload_size=views.get("preload_size")
+    )
+    val_set = load_image_set(
+        prepared, split, view, train=False, preload_size=views.get("preload_size")
+    )
     for seed, init, out in zip(seeds, init_weights, outputs, strict=True):
         started, out = now_iso(), Path(out)
         _seed_everything(seed)
         spec = dict(backbone) if init is None else {**backbone, "weights": str(init)}
         clf = Classifier(create_backbone(spec), len(prepared.classes))
-        view, normalize = _view(views, clf.backbone)
         keep = label_fraction_indices(prepared.labels("train"), fraction, seed)
-        train_set = load_image_set(prepared, "train", view, train=True, seed=seed,
-                                   preload_size=views.get("preload_size"), indices=keep)
-        val_set = load_image_set(prepared, split, view, train=False,
-                                 preload_size=views.get("preload_size"))
-        record = {"backbone": spec, "distortion": dict(distortion or {}), "fraction": fraction,
-                  "train": asdict(cfg), "evaluation": dict(evaluation)}
+        train_set = images.derive(seed=seed, indices=keep)
+        record = {
+            "backbone": spec,
+            "distortion": dict(distortion or {}),
+            "fraction": fraction,
+            "train": asdict(cfg),
+            "evaluation": dict(evaluation),
+        }
         batch = min(cfg.batch_size, len(train_set))
         run_cfg = TrainConfig(**{**asdict(cfg), "batch_size": batch})
-        summary = train(FinetuneTask(clf, dist, normalize.to(dev)), train_set, run_cfg, seed=seed,
-                        run_dir=out.parent, device=dev, record=record)
-        metrics = evaluate_classifier(clf, val_set, dist, normalize.to(dev),
-                                      repeats=int(evaluation["repeats"]), seed=seed,
-                                      batch_size=int(evaluation["batch_size"]), device=dev,
-                                      workers=workers)
-        metrics.update(split=split, n_train=len(train_set), fraction=fraction, seed=seed,
-                       chance=100.0 / len(prepared.classes))
+        summary = train(
+            FinetuneTask(clf, dist, normalize.to(dev)),
+            train_set,
+            run_cfg,
+            seed=seed,
+            run_dir=out.parent,
+            device=dev,
+            record=record,
+        )
+        metrics = evaluate_classifier(
+            clf,
+            val_set,
+            dist,
+            normalize.to(dev),
+            repeats=int(evaluation["repeats"]),
+            seed=seed,
+            batch_size=int(evaluation["batch_size"]),
+            device=dev,
+            workers=workers,
+        )
+        metrics.update(
+            split=split,
+            n_train=len(train_set),
+            fraction=fraction,
+            seed=seed,
+            chance=100.0 / len(prepared.classes),
+        )
         save_weights(out, clf.cpu())
         write_json_atomic(out.parent / "metrics.json", metrics)
-        _provenance(out.parent, rule=rule, inputs=[*inputs, Path(data_dir) / "manifest.csv"],
-                    outputs=[out, out.parent / "metrics.json"], wildcards=wildcards or {},
-                    config=record, seed=seed, started=started, device=dev,
-                    extra={"train": summary})
-        log.info("seed %d: %s top-1 %.2f%% +- %.2f over %d repeats", seed, out.parent,
-                 metrics["top1"], metrics["top1_std"], metrics["repeats"])
+        _provenance(
+            out.parent,
+            rule=rule,
+            inputs=[*inputs, Path(data_dir) / "manifest.csv"],
+            outputs=[out, out.parent / "metrics.json"],
+            wildcards=wildcards or {},
+            config=record,
+            seed=seed,
+            started=started,
+            device=dev,
+            extra={"train": summary},
+        )
+        log.info(
+            "seed %d: %s top-1 %.2f%% +- %.2f over %d repeats",
+            seed,
+            out.parent,
+            metrics["top1"],
+            metrics["top1_std"],
+            metrics["repeats"],
+        )
 
 
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:

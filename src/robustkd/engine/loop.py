@@ -92,8 +92,9 @@ class Task(Protocol):
 
     model: nn.Module
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor,
-             generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """Return named loss components of a batch; ``"loss"`` is the one minimised."""
         ...
 
@@ -117,8 +118,10 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
             continue
         skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "reg_token"))
         (no_decay if skip else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -179,8 +182,9 @@ def train(
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                                  _schedule(total, warmup, cfg.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _schedule(total, warmup, cfg.min_lr_ratio)
+    )
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.amp_dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
@@ -199,11 +203,20 @@ def train(
     _truncate_log(log_path, step)
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, model=model, state={
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
-            "train_config": asdict(cfg), "config": dict(record or {}), "seed": seed,
-        })
+        save_checkpoint(
+            ckpt_path,
+            model=model,
+            state={
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "epoch": step // steps_per_epoch,
+                "train_config": asdict(cfg),
+                "config": dict(record or {}),
+                "seed": seed,
+            },
+        )
 
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     interactive = sys.stderr.isatty()
@@ -225,13 +238,15 @@ def train(
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
                 generator = seeded_generator(device, seed, epoch, step)
-                autocast = (torch.autocast(device.type, dtype=amp_dtype) if use_amp
-                            else nullcontext())
+                autocast = (
+                    torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
+                )
                 with autocast:
                     losses = task.loss(images, labels, generator)
                 values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
                 if not bool(torch.isfinite(values).all()):
-                    bad = [k for k, v in zip(losses, values.tolist(), strict=True) if not math.isfinite(v)]
+                    named = zip(losses, values.tolist(), strict=True)
+                    bad = [k for k, v in named if not math.isfinite(v)]
                     raise NonFiniteError(
                         f"non-finite loss at step {step} (epoch {epoch}): component(s) "
                         f"{bad} = {[losses[k].item() for k in bad]}; training stopped, the last "
@@ -252,9 +267,11 @@ def train(
                 log_file.write(json.dumps({"step": step, "epoch": epoch, "lr": lr, **last}) + "\n")
                 if step % cfg.log_every == 0 or step == total or interactive:
                     rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    msg = (f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} "
-                           + " ".join(f"{k}={v:.4g}" for k, v in last.items())
-                           + f" {rate:.0f} img/s")
+                    msg = (
+                        f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} "
+                        + " ".join(f"{k}={v:.4g}" for k, v in last.items())
+                        + f" {rate:.0f} img/s"
+                    )
                     if interactive:
                         print(f"\r{msg}", end="", file=sys.stderr, flush=True)
                     else:
@@ -268,5 +285,11 @@ def train(
     if interactive:
         print(file=sys.stderr)
     elapsed = time.perf_counter() - t0
-    return {"steps": total, "epochs": cfg.epochs, "final": last, "resumed_from": resumed_from,
-            "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
+    return {
+        "steps": total,
+        "epochs": cfg.epochs,
+        "final": last,
+        "resumed_from": resumed_from,
+        "images_per_s": seen / max(elapsed, 1e-9),
+        "seconds": elapsed,
+    }

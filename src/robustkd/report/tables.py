@@ -80,13 +80,19 @@ def _summarise(spec: TableSpec, cells: Sequence[Cell]) -> pd.DataFrame:
     rows = []
     for cell in cells:
         values = [float(json.loads(Path(p).read_text())[spec.metric]) for p in cell.metrics]
-        rows.append({
-            "row": cell.row, "column": cell.column, "metric": spec.metric,
-            "mean": float(np.mean(values)) if values else math.nan,
-            # Sample standard deviation across seeds (ddof=1), the spread a reader expects.
-            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            "n": len(values), "values": json.dumps(values), "metrics": json.dumps(cell.metrics),
-        })
+        rows.append(
+            {
+                "row": cell.row,
+                "column": cell.column,
+                "metric": spec.metric,
+                "mean": float(np.mean(values)) if values else math.nan,
+                # Sample standard deviation across seeds (ddof=1), the spread a reader expects.
+                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "n": len(values),
+                "values": json.dumps(values),
+                "metrics": json.dumps(cell.metrics),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,8 +112,9 @@ def _footnotes(spec: TableSpec, df: pd.DataFrame) -> list[str]:
     notes = []
     ns = sorted(set(df["n"])) if len(df) else []
     if ns:
-        notes.append(f"Cells: {spec.metric} (%) mean ± sample std over n = "
-                     f"{', '.join(map(str, ns))} seeds.")
+        notes.append(
+            f"Cells: {spec.metric} (%) mean ± sample std over n = {', '.join(map(str, ns))} seeds."
+        )
     present = set(df["column"]) if len(df) else set()
     for col, label in spec.columns:
         if col not in present and col in spec.missing:
@@ -117,16 +124,20 @@ def _footnotes(spec: TableSpec, df: pd.DataFrame) -> list[str]:
 
 def _markdown(spec: TableSpec, grid: list[list[str]], notes: list[str]) -> str:
     header = [spec.row_header] + [label for _, label in spec.columns]
-    lines = [f"**{spec.title}**", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
+    lines = [f"**{spec.title}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in grid]
     lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                 ("#", r"\#")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+    ):
         text = text.replace(a, b)
     return text.replace("±", r"$\pm$").replace("—", "--").replace("sigma", r"$\sigma$")
 
@@ -134,9 +145,16 @@ def _latex_escape(text: str) -> str:
 def _latex(spec: TableSpec, grid: list[list[str]], notes: list[str]) -> str:
     cols = "l" + "c" * len(spec.columns)
     header = [spec.row_header] + [label for _, label in spec.columns]
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_latex_escape(spec.title)}}}",
-             rf"\label{{tab:{spec.name}}}", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(spec.title)}}}",
+        rf"\label{{tab:{spec.name}}}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(_latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in grid]
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize {_latex_escape(n)}" for n in notes]
@@ -144,8 +162,9 @@ def _latex(spec: TableSpec, grid: list[list[str]], notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_table(spec: TableSpec, cells: Sequence[Cell], out_prefix: str | os.PathLike[str]
-                ) -> pd.DataFrame:
+def build_table(
+    spec: TableSpec, cells: Sequence[Cell], out_prefix: str | os.PathLike[str]
+) -> pd.DataFrame:
     """Write ``<out_prefix>.csv``, ``.md`` and ``.tex`` and return the long-format frame.
 
     Args:

@@ -1,0 +1,104 @@
+"""A distillation killed with SIGKILL mid-epoch resumes to bit-identical student weights."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from robustkd.data.imagenet100 import prepare, write_demo_raw
+from robustkd.engine.checkpoint import load_checkpoint
+from robustkd.engine.loop import KILL_ENV
+from robustkd.models.backbones import create_backbone
+
+KWARGS = {"img_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, class_list=None):
+    from tests.conftest import ROOT
+
+    root = tmp_path_factory.mktemp("resume")
+    write_demo_raw(
+        root / "raw",
+        seed=0,
+        class_list=ROOT / "config" / "imagenet100.txt",
+        n_classes=2,
+        train_per_class=20,
+        val_per_class=2,
+        size=20,
+    )
+    prepare(
+        root / "raw", root / "data", class_list=ROOT / "config" / "imagenet100.txt", n_classes=2
+    )
+    teacher = create_backbone(
+        {"timm_name": "vit_tiny_patch16_224", "weights": None, "kwargs": KWARGS}
+    )
+    torch.save(teacher.state_dict(), root / "teacher.pth")
+    return root
+
+
+def _job(root, out, kill_at=None):
+    args = dict(
+        method="ours",
+        backbone={
+            "timm_name": "vit_tiny_patch16_224",
+            "weights": str(root / "teacher.pth"),
+            "kwargs": KWARGS,
+        },
+        loss_weights={"lambda_g": 1.0, "lambda_l": 1.0, "lambda_a": 10.0, "tau": 0.1},
+        distortion={"family": "mask", "p": 0.75},
+        train_cfg={
+            "epochs": 2,
+            "batch_size": 8,
+            "lr": 1e-3,
+            "weight_decay": 0.05,
+            "warmup_epochs": 0.5,
+            "clip_grad": 3.0,
+            "checkpoint_every": 2,
+        },
+        data_dir=str(root / "data"),
+        views={"crop_scale": [0.5, 1.0], "preload_size": 20},
+        seeds=[0],
+        outputs=[str(out)],
+    )
+    code = (
+        "import json, sys; from robustkd.engine.jobs import distill_job; "
+        "from robustkd.joblog import configure_job_logging; configure_job_logging(None); "
+        "distill_job(**json.loads(sys.argv[1]))"
+    )
+    env = dict(os.environ)
+    env.pop(KILL_ENV, None)
+    if kill_at is not None:
+        env[KILL_ENV] = str(kill_at)
+    return subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
+    whole = _job(setup, tmp_path / "whole" / "student.pth")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    # 40 images, batch 8: 5 steps per epoch; checkpoints at steps 2 and 4 and at the epoch
+    # end (5), 6, 8 and 10. The kill comes after 7 steps, mid-epoch 2: step 7 is lost.
+    killed = _job(setup, tmp_path / "cut" / "student.pth", kill_at=7)
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "student.pth").exists()
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 6
+
+    rerun = _job(setup, tmp_path / "cut" / "student.pth")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from" in rerun.stderr and "at step 6/10" in rerun.stderr
+    a = torch.load(tmp_path / "whole" / "student.pth")
+    b = torch.load(tmp_path / "cut" / "student.pth")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
