@@ -9,12 +9,18 @@ min_version("8.20")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/craft_common.smk"
+include: "workflow/rules/craft.smk"
 
 
 wildcard_constraints:

@@ -9,11 +9,35 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def class_list() -> Path:
     return ROOT / "config" / "imagenet100.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real DAG (`snakemake all`) on the tiny overlay, run once per session.
+
+    Runs in a scratch copy of the workflow (the package's source linked, not copied) and
+    returns that working directory. Tests that change files in it must restore them.
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("tiny_run")
+    for name in ("Snakefile", "config", "workflow", "envs", "tests"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    (work / "src").symlink_to(ROOT / "src")
+    cmd = [sys.executable, "-m", "snakemake", "all", "--cores", "2"]
+    cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"tiny DAG run failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
+    return work

@@ -11,7 +11,7 @@ import torch
 
 from robustkd.data.imagenet100 import prepare, write_demo_raw
 from robustkd.engine.checkpoint import load_checkpoint
-from robustkd.engine.loop import KILL_ENV
+from robustkd.engine.loop import KILL_ENV, TERM_ENV
 from robustkd.models.backbones import create_backbone
 
 KWARGS = {"img_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -41,7 +41,7 @@ def setup(tmp_path_factory, class_list=None):
     return root
 
 
-def _job(root, out, kill_at=None):
+def _job(root, out, kill_at=None, term_at=None):
     args = dict(
         method="ours",
         backbone={
@@ -72,8 +72,11 @@ def _job(root, out, kill_at=None):
     )
     env = dict(os.environ)
     env.pop(KILL_ENV, None)
+    env.pop(TERM_ENV, None)
     if kill_at is not None:
         env[KILL_ENV] = str(kill_at)
+    if term_at is not None:
+        env[TERM_ENV] = str(term_at)
     return subprocess.run(
         [sys.executable, "-c", code, json.dumps(args)],
         env=env,
@@ -102,3 +105,20 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_preemption_signal_checkpoints_then_resumes_identically(setup, tmp_path):
+    """SIGTERM (a cluster's preemption notice) mid-epoch: checkpoint, exit, rerun, same weights."""
+    whole = _job(setup, tmp_path / "whole" / "student.pth")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    stopped = _job(setup, tmp_path / "cut" / "student.pth", term_at=7)
+    assert stopped.returncode == 1
+    assert "SIGTERM received: checkpoint of step 7" in stopped.stderr
+    assert not (tmp_path / "cut" / "student.pth").exists()
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 7
+    rerun = _job(setup, tmp_path / "cut" / "student.pth")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "at step 7/10" in rerun.stderr
+    a = torch.load(tmp_path / "whole" / "student.pth")
+    b = torch.load(tmp_path / "cut" / "student.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -61,7 +61,7 @@ def test_layout_of_paper_tables(repo_root):
     assert [c for c, _ in t1.columns] == ["ci", "supervised", "ours"]
     assert "[for Gaussian Blur (21, 5.0)]" in dict(t1.rows)["blur-5-0.7"]
     cells = table_cells(cfg, "table1")
-    assert {c.column for c in cells} == {"supervised", "ours"}  # CI is not run yet
+    assert {c.column for c in cells} == {"ci", "supervised", "ours"}
     assert all(len(c.metrics) == len(cfg["seeds"]) for c in cells)
     t3 = table_cells(cfg, "table3")
     assert {c.row for c in t3} == {"global", "global-local", "global-attention", "ours"}

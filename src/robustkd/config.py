@@ -82,10 +82,14 @@ def _check_references(config: Mapping[str, Any]) -> None:
             )
     methods = set(config.get("methods", {}).get("main", []))
     for exp, spec in (config.get("experiments") or {}).items():
-        for name in spec.get("distortions", []):
+        named = [("distortions", n) for n in spec.get("distortions", [])]
+        named += [
+            ("ladders", n) for lad in spec.get("ladders", []) for n in (lad["train"], *lad["test"])
+        ]
+        for key, name in named:
             if name not in distortions:
                 raise ConfigError(
-                    f"config key 'experiments.{exp}.distortions': unknown distortion {name!r} "
+                    f"config key 'experiments.{exp}.{key}': unknown distortion {name!r} "
                     f"(defined: {sorted(distortions)})"
                 )
         for name in spec.get("methods", []):

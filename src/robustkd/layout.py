@@ -12,12 +12,19 @@ from typing import Any
 from robustkd.report.tables import Cell, TableSpec, distortion_label
 
 __all__ = [
+    "DATASET_LABELS",
     "DISTILL_METHODS",
+    "FINETUNE_KINDS",
     "IMPLEMENTED_METHODS",
     "METHOD_LABELS",
+    "PRETRAINED_METHODS",
+    "backbone_of",
     "distill_weights",
+    "figure_files",
     "finetune_files",
+    "finetune_runs",
     "fraction_tag",
+    "ladder_file",
     "table_cells",
     "table_spec",
     "teacher_weights",
@@ -25,8 +32,12 @@ __all__ = [
 
 # Methods whose student comes from multi-level distillation (the ablation variants + ours).
 DISTILL_METHODS = ("ours", "global", "global-local", "global-attention")
-# Methods the pipeline can run today; a table column of another method prints as a dash.
-IMPLEMENTED_METHODS = (*DISTILL_METHODS, "supervised")
+# Methods whose fine-tuning starts from a pretrained student (distilled or contrastive).
+PRETRAINED_METHODS = (*DISTILL_METHODS, "ci")
+# Methods the pipeline can run; a table column of another method would print as a dash.
+IMPLEMENTED_METHODS = (*PRETRAINED_METHODS, "supervised")
+# The fine-tuning job kinds: which (dataset, label fraction) pairs one job trains, per seed.
+FINETUNE_KINDS = ("table", "fractions", "transfer")
 METHOD_LABELS = {
     "ci": "CI",
     "supervised": "Supervised Baseline",
@@ -35,7 +46,16 @@ METHOD_LABELS = {
     "global-local": "Gl. Local",
     "global-attention": "Gl. Attention",
 }
-_NOT_IMPLEMENTED = {"ci": "Contrastive Inversion is not run by the pipeline yet."}
+_NOT_IMPLEMENTED: dict[str, str] = {}
+_FAMILY_SHORT = {"mask": "RM", "noise": "GN", "blur": "GB"}
+DATASET_LABELS = {
+    "imagenet100": "ImageNet-100",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "stl10": "STL-10",
+    "resisc45": "RESISC45",
+    "camelyon17": "CAMELYON17",
+}
 
 
 def fraction_tag(fraction: float) -> str:
@@ -61,6 +81,41 @@ def finetune_files(
     return {"model": f"{base}/model.pth", "metrics": f"{base}/metrics.json"}
 
 
+def backbone_of(method: str) -> str:
+    """The backbone a method fine-tunes: CLIP's for Contrastive Inversion, else the ViT."""
+    return "clip" if method == "ci" else "vit"
+
+
+def finetune_runs(config: Mapping[str, Any], kind: str) -> list[tuple[str, str, int]]:
+    """The (dataset, fraction tag, seed) triples one fine-tuning job of ``kind`` trains.
+
+    - ``table``: ImageNet-100 with every label (Tables 1 and 3, Fig 2, Fig 3's 100 % point);
+    - ``fractions``: ImageNet-100 with each label fraction of Fig 3 below 100 %;
+    - ``transfer``: every Table 2 dataset with every label.
+    """
+    seeds = config["seeds"]
+    if kind == "table":
+        pairs = [("imagenet100", "1")]
+    elif kind == "fractions":
+        fracs = config["experiments"]["fig3"]["fractions"]
+        pairs = [("imagenet100", fraction_tag(f)) for f in fracs if float(f) < 1]
+    elif kind == "transfer":
+        pairs = [(d, "1") for d in config["experiments"]["table2"]["datasets"]]
+    else:
+        raise KeyError(f"unknown fine-tuning kind {kind!r} (known: {FINETUNE_KINDS})")
+    return [(d, f, s) for d, f in pairs for s in seeds]
+
+
+def ladder_file(method: str, distortion: str) -> str:
+    """Fig 2's evaluations of one (method, training distortion): every seed and severity."""
+    return f"results/eval/imagenet100/{method}/{distortion}/ladder.json"
+
+
+def figure_files(name: str) -> list[str]:
+    """A figure's PNG, PDF and data CSV."""
+    return [f"results/figures/{name}.{ext}" for ext in ("png", "pdf", "csv")]
+
+
 def _row_label(config: Mapping[str, Any], name: str) -> str:
     spec = config["distortions"][name]
     label = distortion_label(spec)
@@ -71,7 +126,7 @@ def _row_label(config: Mapping[str, Any], name: str) -> str:
 
 
 def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
-    """The layout of ``table1`` or ``table3`` under ``config``.
+    """The layout of ``table1``, ``table2`` or ``table3`` under ``config``.
 
     Raises:
         KeyError: Unknown table.
@@ -89,6 +144,24 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
             row_header="Distortion",
             missing=_NOT_IMPLEMENTED,
         )
+    if name == "table2":
+        rows = []
+        for d in exp["distortions"]:
+            family = _FAMILY_SHORT[config["distortions"][d]["family"]]
+            for m in exp["methods"]:
+                label = "Baseline" if m == "supervised" else METHOD_LABELS[m]
+                rows.append((f"{m}/{d}", f"{label} ({family})"))
+        columns = [(ds, DATASET_LABELS[ds]) for ds in exp["datasets"]]
+        sev = ", ".join(_row_label(config, d) for d in exp["distortions"])
+        return TableSpec(
+            name,
+            f"Table 2: transfer, top-1 accuracy (%) on each test split, {seeds} seeds",
+            rows=rows,
+            columns=columns,
+            row_header="Model",
+            missing=_NOT_IMPLEMENTED,
+            notes=(f"Most severe setting per family: {sev}.",),
+        )
     if name == "table3":
         rows = [(m, "Gl. Local Attention" if m == "ours" else lbl) for m, lbl in methods]
         return TableSpec(
@@ -103,10 +176,17 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
 
 
 def table_cells(config: Mapping[str, Any], name: str) -> list[Cell]:
-    """The cells of ``table1`` or ``table3`` that the pipeline computes, with metrics files."""
+    """The cells of a table that the pipeline computes, with their metrics files."""
     exp = config["experiments"][name]
     seeds = config["seeds"]
     cells = []
+    if name == "table2":
+        for d in exp["distortions"]:
+            for m in exp["methods"]:
+                for ds in exp["datasets"]:
+                    files = tuple(finetune_files(ds, m, d, "1", s)["metrics"] for s in seeds)
+                    cells.append(Cell(f"{m}/{d}", ds, files))
+        return cells
     for m in exp["methods"]:
         if m not in IMPLEMENTED_METHODS:
             continue

@@ -10,9 +10,16 @@ from robustkd.config import validate_config
 from robustkd.errors import ConfigError
 from robustkd.layout import (
     DISTILL_METHODS,
+    FINETUNE_KINDS,
     IMPLEMENTED_METHODS,
+    PRETRAINED_METHODS,
+    backbone_of,
     distill_weights,
+    figure_files,
     finetune_files,
+    finetune_runs,
+    fraction_tag,
+    ladder_file,
     table_cells,
     teacher_weights,
 )
@@ -39,11 +46,18 @@ def get_wildcard_constraints():
         "distill_method": _alternatives(DISTILL_METHODS),
         "fraction": r"[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
         "seed": r"\d+",
-        "table": "table1|table3",
+        "table": "table1|table2|table3",
+        "figure": "fig2|fig3",
     }
 
 
 SEEDS = config["seeds"]
+# The rule of each kind of fine-tuning job (workflow/rules/finetune.smk).
+FINETUNE_RULES = {
+    "table": "finetune",
+    "fractions": "finetune_fractions",
+    "transfer": "transfer",
+}
 
 
 def get_prepared_datasets():
@@ -56,13 +70,18 @@ def get_final_output():
     return [
         *get_prepared_datasets(),
         *get_table_outputs("table1"),
+        *get_table_outputs("table2"),
         *get_table_outputs("table3"),
+        *figure_files("fig2"),
+        *figure_files("fig3"),
+        *figure_files("fig4"),
     ]
 
 
 def get_table_outputs(name):
-    """The CSV, Markdown and LaTeX files of a table."""
-    return [f"results/tables/{name}.{ext}" for ext in ("csv", "md", "tex")]
+    """A table's CSV, Markdown, LaTeX, HTML and cell -> metrics provenance files."""
+    exts = ("csv", "md", "tex", "html", "provenance.json")
+    return [f"results/tables/{name}.{ext}" for ext in exts]
 
 
 def get_table_metrics(wildcards):
@@ -99,33 +118,121 @@ def get_backbone_config(wildcards):
     return config["backbones"][wildcards.backbone]
 
 
-def get_distill_outputs():
-    """The students of every seed of one distillation job (wildcards kept)."""
-    return [distill_weights("{distill_method}", "{distortion}", s) for s in SEEDS]
+def get_distill_outputs(method="{distill_method}"):
+    """The students of every seed of one pretraining job (wildcards kept)."""
+    return [distill_weights(method, "{distortion}", s) for s in SEEDS]
 
 
-def get_finetune_outputs(kind):
-    """Weights or metrics of every seed of one fine-tuning job (wildcards kept)."""
+def get_method_backbone_spec(wildcards):
+    """The backbone the job's method fine-tunes (CLIP's for CI, else the ViT)."""
+    return get_backbone_spec(backbone_of(wildcards.method))
+
+
+def get_finetune_outputs(kind, what):
+    """Weights or metrics of every run of one fine-tuning job of `kind` (wildcards kept)."""
     return [
-        finetune_files("{dataset}", "{method}", "{distortion}", "{fraction}", s)[kind]
+        finetune_files(d, "{method}", "{distortion}", f, s)[what]
+        for d, f, s in finetune_runs(config, kind)
+    ]
+
+
+def _init_weights(wildcards, seed):
+    if wildcards.method in PRETRAINED_METHODS:
+        return distill_weights(wildcards.method, wildcards.distortion, seed)
+    return None
+
+
+def get_finetune_inputs(kind):
+    """Input function of a fine-tuning job: its datasets and initial weights."""
+
+    def inputs(wildcards):
+        datasets = sorted({d for d, _, _ in finetune_runs(config, kind)})
+        init = [_init_weights(wildcards, s) for s in SEEDS]
+        if None in init:
+            init = get_backbone_weights(backbone_of(wildcards.method))
+        return {"data": [f"results/data/{d}" for d in datasets], "init": init}
+
+    return inputs
+
+
+def get_finetune_runs(kind):
+    """Params function: the runs (dataset, fraction, seed, init, output) of one job."""
+
+    def runs(wildcards):
+        out = []
+        for d, f, s in finetune_runs(config, kind):
+            files = finetune_files(d, wildcards.method, wildcards.distortion, f, s)
+            out.append(
+                {
+                    "data_dir": f"results/data/{d}",
+                    "fraction": float(f),
+                    "seed": s,
+                    "init": _init_weights(wildcards, s),
+                    "out": files["model"],
+                }
+            )
+        return out
+
+    return runs
+
+
+def get_ladder_models(wildcards):
+    """The fine-tuned ImageNet-100 classifiers (every seed) that Fig 2 evaluates."""
+    return [
+        finetune_files("imagenet100", wildcards.method, wildcards.distortion, "1", s)[
+            "model"
+        ]
         for s in SEEDS
     ]
 
 
-def get_finetune_init(wildcards):
-    """Per-seed initial weights: the distilled students, or the backbone (supervised)."""
-    if wildcards.method in DISTILL_METHODS:
+def get_ladder_tests(wildcards):
+    """Test distortions of Fig 2 for a training distortion: itself, then the stronger ones."""
+    ladders = {
+        lad["train"]: lad["test"] for lad in config["experiments"]["fig2"]["ladders"]
+    }
+    names = [wildcards.distortion, *ladders[wildcards.distortion]]
+    return {n: config["distortions"][n] for n in names}
+
+
+def get_figure_inputs(wildcards):
+    """The metrics files a figure reads."""
+    exp = config["experiments"][wildcards.figure]
+    if wildcards.figure == "fig2":
         return [
-            distill_weights(wildcards.method, wildcards.distortion, s) for s in SEEDS
+            ladder_file(m, lad["train"])
+            for m in exp["methods"]
+            for lad in exp["ladders"]
         ]
-    return get_backbone_weights("vit")
+    return [
+        finetune_files("imagenet100", m, d, fraction_tag(f), s)["metrics"]
+        for m in exp["methods"]
+        for d in exp["distortions"]
+        for f in exp["fractions"]
+        for s in SEEDS
+    ]
 
 
-def get_finetune_init_params(wildcards):
-    """Per-seed initial weights for the script (None: the backbone's own weights)."""
-    if wildcards.method in DISTILL_METHODS:
-        return get_finetune_init(wildcards)
-    return [None] * len(SEEDS)
+def get_fig4_inputs(wildcards):
+    """Teacher, our students and the supervised classifiers (seed 0) that Fig 4 shows."""
+    seed = SEEDS[0]
+    dists = config["experiments"]["fig4"]["distortions"]
+    return {
+        "data": "results/data/imagenet100",
+        "teacher": get_backbone_weights("vit"),
+        "ours": [distill_weights("ours", d, seed) for d in dists],
+        "supervised": [
+            finetune_files("imagenet100", "supervised", d, "1", seed)["model"]
+            for d in dists
+        ],
+    }
+
+
+def get_fig4_distortions():
+    """Config entries of Fig 4's distortions."""
+    return [
+        config["distortions"][d] for d in config["experiments"]["fig4"]["distortions"]
+    ]
 
 
 def get_raw_input(dataset):

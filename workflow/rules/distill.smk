@@ -1,4 +1,5 @@
-# Multi-level distillation: one student per seed for a (method, distortion) pair.
+# Pretraining of students on distorted images without labels: multi-level distillation of the
+# ViT (ours and its ablations) and Contrastive Inversion of the CLIP encoder (baseline).
 
 
 rule distill:
@@ -15,13 +16,44 @@ rule distill:
         "../../envs/torch.yaml"
     threads: 1
     resources:
+        gpu=1,
         mem_mb=8000,
         runtime=1440,
     params:
+        method="{distill_method}",
         backbone=get_backbone_spec("vit"),
         loss=config["loss"],
         distortion=get_distortion,
         train=config["training"]["distill"],
+        views=config["views"],
+        seeds=SEEDS,
+    script:
+        "../scripts/distill.py"
+
+
+rule distill_ci:
+    input:
+        data="results/data/imagenet100",
+        teacher=get_backbone_weights("clip"),
+    output:
+        students=get_distill_outputs("ci"),
+    log:
+        "logs/distill/ci/{distortion}.log",
+    benchmark:
+        "logs/distill/ci/{distortion}.benchmark.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=1440,
+    params:
+        method="ci",
+        backbone=get_backbone_spec("clip"),
+        loss=config["ci_loss"],
+        distortion=get_distortion,
+        train=config["training"]["contrastive_inversion"],
         views=config["views"],
         seeds=SEEDS,
     script:

@@ -1,30 +1,38 @@
-# Supervised fine-tuning on distorted images, then evaluation on the distorted val split.
+# Supervised fine-tuning on distorted images, then evaluation on the distorted test split.
+# Three kinds of job, one per (method, distortion), each training every seed:
+#   finetune            ImageNet-100, all labels      (Tables 1 and 3, Figs 2 and 3)
+#   finetune_fractions  ImageNet-100, label fractions (Fig 3)
+#   transfer            every Table 2 dataset         (Table 2)
 
+for _kind in FINETUNE_KINDS:
+    if not finetune_runs(config, _kind):
+        continue
 
-rule finetune:
-    input:
-        data="results/data/{dataset}",
-        init=get_finetune_init,
-    output:
-        models=get_finetune_outputs("model"),
-        metrics=get_finetune_outputs("metrics"),
-    log:
-        "logs/finetune/{dataset}/{method}/{distortion}/frac{fraction}.log",
-    benchmark:
-        "logs/finetune/{dataset}/{method}/{distortion}/frac{fraction}.benchmark.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=1440,
-    params:
-        backbone=get_backbone_spec("vit"),
-        init=get_finetune_init_params,
-        distortion=get_distortion,
-        train=config["training"]["finetune"],
-        evaluation=config["evaluation"],
-        views=config["views"],
-        seeds=SEEDS,
-    script:
-        "../scripts/finetune.py"
+    rule:
+        name:
+            FINETUNE_RULES[_kind]
+        input:
+            unpack(get_finetune_inputs(_kind)),
+        output:
+            models=get_finetune_outputs(_kind, "model"),
+            metrics=get_finetune_outputs(_kind, "metrics"),
+        log:
+            f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}.log",
+        benchmark:
+            f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}.benchmark.tsv"
+        conda:
+            "../../envs/torch.yaml"
+        threads: 1
+        resources:
+            gpu=1,
+            mem_mb=8000,
+            runtime=1440,
+        params:
+            backbone=get_method_backbone_spec,
+            runs=get_finetune_runs(_kind),
+            distortion=get_distortion,
+            train=config["training"]["finetune"],
+            evaluation=config["evaluation"],
+            views=config["views"],
+        script:
+            "../scripts/finetune.py"

@@ -1,11 +1,27 @@
-# Tables (CSV, Markdown, LaTeX) from the per-seed metrics files.
+# Tables (CSV, Markdown, LaTeX, HTML + provenance) and figures (PNG, PDF, data CSV) from the
+# metrics files. Outputs flagged report(...) make up `snakemake --report report.zip`.
 
 
 rule make_table:
     input:
         get_table_metrics,
     output:
-        multiext("results/tables/{table}", ".csv", ".md", ".tex"),
+        csv="results/tables/{table}.csv",
+        md="results/tables/{table}.md",
+        tex="results/tables/{table}.tex",
+        html=report(
+            "results/tables/{table}.html",
+            caption="../report/table.rst",
+            category="Tables",
+            subcategory="Main paper",
+            labels={"table": "{table}"},
+        ),
+        provenance=report(
+            "results/tables/{table}.provenance.json",
+            caption="../report/table_provenance.rst",
+            category="Provenance",
+            labels={"table": "{table}"},
+        ),
     log:
         "logs/report/{table}.log",
     conda:
@@ -16,11 +32,81 @@ rule make_table:
         "../scripts/make_table.py"
 
 
+rule make_figure:
+    input:
+        get_figure_inputs,
+    output:
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            subcategory="Main paper",
+            labels={"figure": "{figure}"},
+        ),
+        pdf="results/figures/{figure}.pdf",
+        csv="results/figures/{figure}.csv",
+    log:
+        "logs/report/{figure}.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        config=config,
+    script:
+        "../scripts/make_figure.py"
+
+
+rule make_fig4:
+    input:
+        unpack(get_fig4_inputs),
+    output:
+        png=report(
+            "results/figures/fig4.png",
+            caption="../report/fig4.rst",
+            category="Figures",
+            subcategory="Main paper",
+            labels={"figure": "fig4"},
+        ),
+        pdf="results/figures/fig4.pdf",
+        csv="results/figures/fig4.csv",
+    log:
+        "logs/report/fig4.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        backbone=get_backbone_spec("vit"),
+        distortions=get_fig4_distortions(),
+        images=config["experiments"]["fig4"]["images"],
+        views=config["views"],
+        seed=SEEDS[0],
+    script:
+        "../scripts/make_fig4.py"
+
+
 rule table1:
     input:
         get_table_outputs("table1"),
 
 
+rule table2:
+    input:
+        get_table_outputs("table2"),
+
+
 rule table3:
     input:
         get_table_outputs("table3"),
+
+
+rule fig2:
+    input:
+        figure_files("fig2"),
+
+
+rule fig3:
+    input:
+        figure_files("fig3"),
+
+
+rule fig4:
+    input:
+        figure_files("fig4"),

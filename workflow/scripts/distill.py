@@ -9,7 +9,7 @@ from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
 distill_job(
-    method=snakemake.wildcards.distill_method,
+    method=snakemake.params.method,
     backbone=snakemake.params.backbone,
     loss_weights=snakemake.params.loss,
     distortion=snakemake.params.distortion,

@@ -1,26 +1,22 @@
-# Snakemake adapter: fine-tune and evaluate one classifier per seed (rule finetune).
+# Snakemake adapter: fine-tune and evaluate every run of one job (rules finetune,
+# finetune_fractions, transfer).
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from robustkd.engine.jobs import finetune_job
+from robustkd.engine.jobs import FinetuneRun, finetune_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
 finetune_job(
     backbone=snakemake.params.backbone,
-    init_weights=snakemake.params.init,
+    runs=[FinetuneRun(**run) for run in snakemake.params.runs],
     distortion=snakemake.params.distortion,
     train_cfg=snakemake.params.train,
     evaluation=snakemake.params.evaluation,
-    data_dir=snakemake.input.data,
     views=snakemake.params.views,
-    fraction=float(snakemake.wildcards.fraction),
-    seeds=snakemake.params.seeds,
-    outputs=snakemake.output.models,
     threads=snakemake.threads,
     rule=snakemake.rule,
     wildcards=dict(snakemake.wildcards),
-    inputs=list(snakemake.input.init),
 )

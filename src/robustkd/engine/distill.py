@@ -1,8 +1,11 @@
-"""Asymmetric multi-level distillation (the main paper, section 3).
+"""Teacher-student pretraining steps on distorted images, without labels.
 
-A frozen teacher sees the clean crop; the student, initialised from the same weights, sees the
-distorted version of the *same* crop. The loss aligns CLS tokens, patch tokens and the last
-block's per-head CLS->patch attention (:mod:`robustkd.losses.multilevel`). No labels are used.
+- :class:`DistillTask`: asymmetric multi-level distillation (the main paper, section 3). A
+  frozen teacher sees the clean crop; the student, initialised from the same weights, sees the
+  distorted version of the *same* crop. The loss aligns CLS tokens, patch tokens and the last
+  block's per-head CLS->patch attention (:mod:`robustkd.losses.multilevel`).
+- :class:`ContrastiveInversionTask`: the Contrastive Inversion baseline (same views, a CLIP
+  encoder, :mod:`robustkd.losses.contrastive_inversion`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import torch
 from torch import nn
 
 from robustkd.distortions import Distortion
+from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from robustkd.losses.multilevel import MultiLevelLoss
 from robustkd.models.taps import vit_forward
 
-__all__ = ["DistillTask", "Normalize"]
+__all__ = ["ContrastiveInversionTask", "DistillTask", "Normalize"]
 
 
 class Normalize(nn.Module):
@@ -77,3 +81,41 @@ class DistillTask:
             t = vit_forward(self.teacher, self.normalize(images), with_attention=attn)
         s = vit_forward(self.model, self.normalize(distorted), with_attention=attn)
         return self.loss_fn(s, t)
+
+
+class ContrastiveInversionTask:
+    """One Contrastive Inversion step: frozen encoder on clean, student on distorted crops."""
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student: nn.Module,
+        distortion: Distortion,
+        normalize: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        tau: float,
+    ) -> None:
+        """Assemble the step.
+
+        Args:
+            teacher: Frozen image encoder returning (B, D) embeddings (CLIP RN101's
+                attention-pool output at paper scale).
+            student: Trainable copy of it.
+            distortion: The student's input corruption.
+            normalize: Pixel normalisation of the encoder.
+            tau: Temperature of the similarity softmax.
+        """
+        self.teacher, self.model = teacher, student
+        self.distortion, self.normalize, self.tau = distortion, normalize, tau
+
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Return the loss components of a batch of clean crops (B, 3, S, S) in [0, 1]."""
+        del labels
+        self.teacher.to(images.device)
+        distorted = self.distortion(images, generator)
+        with torch.no_grad():
+            t = self.teacher(self.normalize(images))  # (B, D)
+        s = self.model(self.normalize(distorted))  # (B, D)
+        return contrastive_inversion_loss(s, t, self.tau)

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,8 @@ from robustkd.atomic import write_json_atomic
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import Distortion, create_distortion
 from robustkd.engine.checkpoint import save_weights
-from robustkd.engine.data import ViewConfig, label_fraction_indices, load_image_set
-from robustkd.engine.distill import DistillTask, Normalize
+from robustkd.engine.data import ImageSet, ViewConfig, label_fraction_indices, load_image_set
+from robustkd.engine.distill import ContrastiveInversionTask, DistillTask, Normalize
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
 from robustkd.engine.loop import TrainConfig, resolve_device, train
@@ -36,7 +36,17 @@ from robustkd.models.backbones import (
 )
 from robustkd.provenance import now_iso, write_provenance
 
-__all__ = ["distill_job", "finetune_job", "pretrain_job", "resolve_distortion"]
+__all__ = [
+    "FinetuneRun",
+    "distill_job",
+    "finetune_job",
+    "input_view",
+    "ladder_job",
+    "load_classifier",
+    "pretrain_job",
+    "read_metrics",
+    "resolve_distortion",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +61,10 @@ def resolve_distortion(spec: Mapping[str, Any] | None) -> Distortion | None:
     return create_distortion({k: v for k, v in spec.items() if k not in _DISTORTION_META})
 
 
-def _view(views: Mapping[str, Any], backbone: Mapping[str, Any]) -> tuple[ViewConfig, Normalize]:
+def input_view(
+    views: Mapping[str, Any], backbone: Mapping[str, Any]
+) -> tuple[ViewConfig, Normalize]:
+    """The input view (size, crop scale) and pixel normalisation of a backbone spec."""
     inp = backbone_input_config(backbone)
     size = int(inp["input_size"][-1])
     view = ViewConfig(size=size, crop_scale=tuple(views.get("crop_scale", (0.08, 1.0))))
@@ -129,7 +142,7 @@ def pretrain_job(
     run_dir = out_weights.parent
     _seed_everything(seed)
     model = create_backbone({**backbone, "weights": None})
-    view, normalize = _view(views, backbone)
+    view, normalize = input_view(views, backbone)
     prepared = PreparedDataset(data_dir)
     train_set = load_image_set(
         prepared, "train", view, train=True, seed=seed, preload_size=views.get("preload_size")
@@ -183,10 +196,37 @@ def pretrain_job(
 
 
 def _eval_split(prepared: PreparedDataset) -> str:
-    for name in ("val", "test"):
+    """The split a fine-tuned model is scored on: the official test split, else val.
+
+    ImageNet-100 has no public test labels (val is its test set); RESISC45 and CAMELYON17 score
+    on their official test splits (CAMELYON17: hospital 2).
+    """
+    for name in ("test", "val"):
         if name in prepared.splits:
             return name
-    raise ValueError(f"{prepared.root}: no val or test split (have {prepared.splits})")
+    raise ValueError(f"{prepared.root}: no test or val split (have {prepared.splits})")
+
+
+def _distill_task(
+    method: str,
+    teacher: torch.nn.Module,
+    student: torch.nn.Module,
+    dist: Distortion,
+    normalize: Normalize,
+    loss_weights: Mapping[str, Any],
+) -> DistillTask | ContrastiveInversionTask:
+    if method == "ci":
+        return ContrastiveInversionTask(
+            teacher, student, dist, normalize, tau=float(loss_weights["tau"])
+        )
+    return DistillTask(
+        teacher,
+        student,
+        create_multilevel_loss(method, loss_weights),
+        dist,
+        normalize,
+        with_attention=needs_attention(method),
+    )
 
 
 def distill_job(
@@ -206,12 +246,14 @@ def distill_job(
     wildcards: Mapping[str, Any] | None = None,
     inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> None:
-    """Distil one student per seed: frozen teacher on clean crops, student on distorted ones.
+    """Pretrain one student per seed: frozen teacher on clean crops, student on distorted ones.
 
     Args:
-        method: Loss variant (``ours``, ``global``, ``global-local``, ``global-attention``).
+        method: ``ours``, ``global``, ``global-local``, ``global-attention`` (multi-level
+            distillation of a ViT) or ``ci`` (Contrastive Inversion of a CLIP encoder).
         backbone: Teacher spec for :func:`create_backbone` (weights resolved).
-        loss_weights: ``lambda_g``, ``lambda_l``, ``lambda_a``, ``tau``.
+        loss_weights: ``lambda_g``, ``lambda_l``, ``lambda_a``, ``tau`` (multi-level) or
+            ``tau`` (CI).
         distortion: The distortion's config entry.
         train_cfg: :class:`TrainConfig` settings.
         data_dir: Prepared ImageNet-100.
@@ -229,25 +271,16 @@ def distill_job(
     prepared = PreparedDataset(data_dir)
     cfg = TrainConfig.from_config({**train_cfg, "workers": workers})
     dist = resolve_distortion(distortion)
-    loss_fn = create_multilevel_loss(method, loss_weights)
-    view, normalize = _view(views, backbone)
+    view, normalize = input_view(views, backbone)
     images = load_image_set(
         prepared, "train", view, train=True, preload_size=views.get("preload_size")
     )
     for seed, out in zip(seeds, outputs, strict=True):
         started, out = now_iso(), Path(out)
         _seed_everything(seed)
-        teacher = freeze(create_backbone(backbone))
+        teacher = freeze(create_backbone(backbone)).to(dev)
         student = copy_student(teacher)
-        train_set = images.derive(seed=seed)
-        task = DistillTask(
-            teacher.to(dev),
-            student,
-            loss_fn,
-            dist,
-            normalize.to(dev),
-            with_attention=needs_attention(method),
-        )
+        task = _distill_task(method, teacher, student, dist, normalize.to(dev), loss_weights)
         record = {
             "method": method,
             "backbone": dict(backbone),
@@ -256,7 +289,13 @@ def distill_job(
             "train": asdict(cfg),
         }
         summary = train(
-            task, train_set, cfg, seed=seed, run_dir=out.parent, device=dev, record=record
+            task,
+            images.derive(seed=seed),
+            cfg,
+            seed=seed,
+            run_dir=out.parent,
+            device=dev,
+            record=record,
         )
         save_weights(out, student.cpu())
         _provenance(
@@ -272,130 +311,150 @@ def distill_job(
             extra={"train": summary},
         )
         log.info(
-            "seed %d: distilled %s in %.1f s (%.0f img/s)",
+            "seed %d: %s student %s in %.1f s (%.0f img/s)",
             seed,
+            method,
             out,
             summary["seconds"],
             summary["images_per_s"],
         )
 
 
+@dataclass(frozen=True)
+class FinetuneRun:
+    """One fine-tuning run of a job.
+
+    Attributes:
+        data_dir: Prepared dataset.
+        fraction: Label fraction of its train split, in (0, 1].
+        seed: Seed of the run (data order, augmentation, distortions, label subset).
+        init: Initial backbone weights (a pretrained student), or None for the backbone's own.
+        out: Where the classifier's weights go; ``metrics.json`` is written beside them.
+    """
+
+    data_dir: str
+    fraction: float
+    seed: int
+    init: str | None
+    out: str
+
+
 def finetune_job(
     *,
     backbone: Mapping[str, Any],
-    init_weights: Sequence[str | os.PathLike[str] | None],
+    runs: Sequence[FinetuneRun],
     distortion: Mapping[str, Any] | None,
     train_cfg: Mapping[str, Any],
     evaluation: Mapping[str, Any],
-    data_dir: str | os.PathLike[str],
     views: Mapping[str, Any],
-    fraction: float,
-    seeds: Sequence[int],
-    outputs: Sequence[str | os.PathLike[str]],
     threads: int = 1,
     device: str = "auto",
     rule: str = "finetune",
     wildcards: Mapping[str, Any] | None = None,
-    inputs: Sequence[str | os.PathLike[str]] = (),
 ) -> None:
-    """Fully fine-tune a classifier per seed on distorted images, then evaluate it.
+    """Fully fine-tune and evaluate a classifier for each run, on distorted images.
 
-    Seed ``s`` starts from ``init_weights[s]`` (a distilled student) or, when that is None,
-    from ``backbone``'s own weights (the supervised baseline). Training uses a stratified,
-    nested label fraction of the train split; evaluation applies the same distortion to the
-    val (or test) split, ``evaluation.repeats`` times.
+    A run starts from its ``init`` weights (a distilled student) or, when None, from
+    ``backbone``'s own weights (the supervised baseline). Training uses a stratified, nested
+    label fraction of the train split under ``distortion``; evaluation applies the same
+    distortion to the test (else val) split, ``evaluation.repeats`` times. Each dataset is
+    decoded once per job.
 
     Args:
-        backbone: Backbone spec; its ``weights`` are replaced by ``init_weights[i]`` if given.
-        init_weights: Per-seed initial weights, or None entries for the backbone's own.
-        distortion: The distortion's config entry (train and test).
+        backbone: Backbone spec; its ``weights`` are replaced by a run's ``init`` if given.
+        runs: The runs (datasets x label fractions x seeds) of this job.
+        distortion: The distortion's config entry (train and test); None for clean images.
         train_cfg: :class:`TrainConfig` settings.
         evaluation: ``repeats``, ``batch_size``.
-        data_dir: Prepared dataset.
         views: ``crop_scale``, ``preload_size``.
-        fraction: Label fraction in (0, 1].
-        seeds: Seeds, one model each.
-        outputs: ``model.pth`` path of each seed (``metrics.json`` is written beside it).
         threads: CPU threads.
         device: Device name or ``auto``.
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
-        inputs: Files hashed into the provenance.
     """
     dev = resolve_device(device)
     workers = _threads(threads)
-    prepared = PreparedDataset(data_dir)
     cfg = TrainConfig.from_config({**train_cfg, "workers": workers})
     dist = resolve_distortion(distortion)
-    split = _eval_split(prepared)
-    view, normalize = _view(views, backbone)
-    images = load_image_set(
-        prepared, "train", view, train=True, preload_size=views.get("preload_size")
-    )
-    val_set = load_image_set(
-        prepared, split, view, train=False, preload_size=views.get("preload_size")
-    )
-    for seed, init, out in zip(seeds, init_weights, outputs, strict=True):
-        started, out = now_iso(), Path(out)
-        _seed_everything(seed)
-        spec = dict(backbone) if init is None else {**backbone, "weights": str(init)}
+    view, normalize = input_view(views, backbone)
+    normalize = normalize.to(dev)
+    loaded: dict[str, tuple[PreparedDataset, ImageSet, ImageSet]] = {}
+    for run in runs:
+        if run.data_dir not in loaded:
+            prepared = PreparedDataset(run.data_dir)
+            pre = views.get("preload_size")
+            loaded[run.data_dir] = (
+                prepared,
+                load_image_set(prepared, "train", view, train=True, preload_size=pre),
+                load_image_set(
+                    prepared, _eval_split(prepared), view, train=False, preload_size=pre
+                ),
+            )
+        prepared, images, test_set = loaded[run.data_dir]
+        started, out = now_iso(), Path(run.out)
+        _seed_everything(run.seed)
+        spec = dict(backbone) if run.init is None else {**backbone, "weights": str(run.init)}
         clf = Classifier(create_backbone(spec), len(prepared.classes))
-        keep = label_fraction_indices(prepared.labels("train"), fraction, seed)
-        train_set = images.derive(seed=seed, indices=keep)
+        keep = label_fraction_indices(prepared.labels("train"), run.fraction, run.seed)
+        train_set = images.derive(seed=run.seed, indices=keep)
+        # A small label fraction may hold fewer images than a batch: shrink the batch.
+        run_cfg = replace(cfg, batch_size=min(cfg.batch_size, len(train_set)))
         record = {
             "backbone": spec,
+            "dataset": str(run.data_dir),
             "distortion": dict(distortion or {}),
-            "fraction": fraction,
-            "train": asdict(cfg),
+            "fraction": run.fraction,
+            "train": asdict(run_cfg),
             "evaluation": dict(evaluation),
         }
-        batch = min(cfg.batch_size, len(train_set))
-        run_cfg = TrainConfig(**{**asdict(cfg), "batch_size": batch})
         summary = train(
-            FinetuneTask(clf, dist, normalize.to(dev)),
+            FinetuneTask(clf, dist, normalize),
             train_set,
             run_cfg,
-            seed=seed,
+            seed=run.seed,
             run_dir=out.parent,
             device=dev,
             record=record,
         )
         metrics = evaluate_classifier(
             clf,
-            val_set,
+            test_set,
             dist,
-            normalize.to(dev),
+            normalize,
             repeats=int(evaluation["repeats"]),
-            seed=seed,
+            seed=run.seed,
             batch_size=int(evaluation["batch_size"]),
             device=dev,
             workers=workers,
         )
         metrics.update(
-            split=split,
+            split=_eval_split(prepared),
             n_train=len(train_set),
-            fraction=fraction,
-            seed=seed,
+            fraction=run.fraction,
+            seed=run.seed,
             chance=100.0 / len(prepared.classes),
         )
         save_weights(out, clf.cpu())
         write_json_atomic(out.parent / "metrics.json", metrics)
+        start = run.init or (spec["weights"] if spec.get("weights") not in (None, "hub") else None)
+        inputs = [Path(run.data_dir) / "manifest.csv"] + ([start] if start else [])
         _provenance(
             out.parent,
             rule=rule,
-            inputs=[*inputs, Path(data_dir) / "manifest.csv"],
+            inputs=inputs,
             outputs=[out, out.parent / "metrics.json"],
             wildcards=wildcards or {},
             config=record,
-            seed=seed,
+            seed=run.seed,
             started=started,
             device=dev,
             extra={"train": summary},
         )
         log.info(
-            "seed %d: %s top-1 %.2f%% +- %.2f over %d repeats",
-            seed,
+            "%s seed %d fraction %g: top-1 %.2f%% +- %.2f over %d repeats",
             out.parent,
+            run.seed,
+            run.fraction,
             metrics["top1"],
             metrics["top1_std"],
             metrics["repeats"],
@@ -405,3 +464,99 @@ def finetune_job(
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a ``metrics.json``."""
     return json.loads(Path(path).read_text())
+
+
+def load_classifier(
+    backbone: Mapping[str, Any], weights: str | os.PathLike[str], num_classes: int
+) -> Classifier:
+    """Rebuild a fine-tuned classifier from its ``model.pth`` (strictly).
+
+    Args:
+        backbone: The backbone spec it was built from (its weights are not loaded).
+        weights: The classifier's state dict file.
+        num_classes: Its number of classes.
+
+    Returns:
+        The classifier in eval mode.
+    """
+    clf = Classifier(create_backbone({**backbone, "weights": None}), num_classes)
+    clf.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return clf.eval()
+
+
+def ladder_job(
+    *,
+    backbone: Mapping[str, Any],
+    models: Sequence[str | os.PathLike[str]],
+    seeds: Sequence[int],
+    data_dir: str | os.PathLike[str],
+    tests: Mapping[str, Mapping[str, Any]],
+    evaluation: Mapping[str, Any],
+    views: Mapping[str, Any],
+    out: str | os.PathLike[str],
+    threads: int = 1,
+    device: str = "auto",
+    rule: str = "evaluate_ladder",
+    wildcards: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate fine-tuned classifiers (one per seed) at several test distortions (Fig 2).
+
+    Args:
+        backbone: The classifiers' backbone spec.
+        models: ``model.pth`` of each seed.
+        seeds: The seeds, in the order of ``models``.
+        data_dir: Prepared ImageNet-100.
+        tests: Test distortion name -> config entry (the training one first).
+        evaluation: ``repeats``, ``batch_size``.
+        views: ``preload_size``.
+        out: The ``ladder.json`` to write (provenance beside it).
+        threads: CPU threads.
+        device: Device name or ``auto``.
+        rule: Rule name for the provenance.
+        wildcards: Wildcards for the provenance.
+
+    Returns:
+        The record written: one result per (seed, test distortion).
+    """
+    started, dev = now_iso(), resolve_device(device)
+    workers = _threads(threads)
+    prepared = PreparedDataset(data_dir)
+    view, normalize = input_view(views, backbone)
+    normalize = normalize.to(dev)
+    split = _eval_split(prepared)
+    test_set = load_image_set(
+        prepared, split, view, train=False, preload_size=views.get("preload_size")
+    )
+    results = []
+    for seed, path in zip(seeds, models, strict=True):
+        clf = load_classifier(backbone, path, len(prepared.classes))
+        for name, spec in tests.items():
+            m = evaluate_classifier(
+                clf,
+                test_set,
+                resolve_distortion(spec),
+                normalize,
+                repeats=int(evaluation["repeats"]),
+                seed=seed,
+                batch_size=int(evaluation["batch_size"]),
+                device=dev,
+                workers=workers,
+            )
+            results.append({"seed": seed, "distortion": name, "spec": dict(spec), **m})
+            log.info("seed %d, test %s: top-1 %.2f%%", seed, name, m["top1"])
+    record = {"split": split, "tests": list(tests), "results": results}
+    out = Path(out)
+    write_json_atomic(out, record)
+    _provenance(
+        out.parent,
+        rule=rule,
+        inputs=[*models, Path(data_dir) / "manifest.csv"],
+        outputs=[out],
+        wildcards=wildcards or {},
+        config={"tests": dict(tests), "evaluation": dict(evaluation)},
+        seed=None,
+        started=started,
+        device=dev,
+        extra={},
+    )
+    return record

@@ -1,7 +1,8 @@
 """The one training loop every engine uses (distillation, fine-tuning, CRAFT's objectives).
 
 A task supplies the trainable model and a loss function of a batch; the loop owns the rest:
-AdamW with decoupled weight decay (none on norms, biases and embeddings), linear warmup then
+AdamW with decoupled weight decay (or SGD with momentum, as the CIFAR KD literature trains;
+no weight decay on norms, biases and embeddings either way), linear warmup then
 cosine decay per step, mixed precision on GPUs, gradient clipping, checkpoints every N steps and
 at each epoch end, exact resume, a JSON-lines log of every loss component, a progress line, and
 a hard stop on a non-finite loss.
@@ -19,6 +20,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -32,13 +34,52 @@ from torch import nn
 from robustkd.distortions import seeded_generator
 from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, restore_rng, save_checkpoint
 from robustkd.engine.data import ImageSet, epoch_batches, make_loader
+from robustkd.errors import RobustKDError
 
-__all__ = ["Task", "TrainConfig", "build_optimizer", "resolve_device", "train"]
+__all__ = [
+    "PREEMPT_SIGNALS",
+    "Preempted",
+    "Task",
+    "TrainConfig",
+    "build_optimizer",
+    "resolve_device",
+    "train",
+]
 
 log = logging.getLogger(__name__)
 
-# Test hook: SIGKILL this process right before the given global step (proves exact resume).
+# Test hooks: send this process SIGKILL / SIGTERM right before the given global step (prove
+# exact resume after a hard kill and after a preemption).
 KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
+TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
+# Signals a cluster sends before it preempts or times out a job (SLURM: SIGTERM, or the
+# signal given with `sbatch --signal`, conventionally SIGUSR1).
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(RobustKDError):
+    """Training stopped on a preemption signal after writing a checkpoint; rerun to resume."""
+
+
+class _PreemptionGuard:
+    """Record a preemption signal instead of dying, so the loop can checkpoint first."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _PreemptionGuard:
+        if threading.current_thread() is threading.main_thread():
+            for sig in PREEMPT_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass(frozen=True)
@@ -58,6 +99,8 @@ class TrainConfig:
         amp_dtype: ``float16`` (with loss scaling) or ``bfloat16``.
         workers: Data-loading worker processes.
         log_every: Steps between progress lines.
+        optimizer: ``adamw`` or ``sgd`` (momentum SGD, the CIFAR KD papers' optimizer).
+        momentum: Momentum of ``sgd`` (ignored by ``adamw``).
     """
 
     epochs: int
@@ -72,6 +115,8 @@ class TrainConfig:
     amp_dtype: str = "float16"
     workers: int = 0
     log_every: int = 50
+    optimizer: str = "adamw"
+    momentum: float = 0.9
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
@@ -110,8 +155,21 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with no weight decay on 1-D parameters (norms, biases) and token embeddings."""
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    *,
+    optimizer: str = "adamw",
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """AdamW (or momentum SGD) with no weight decay on 1-D parameters and token embeddings.
+
+    Raises:
+        ValueError: An unknown ``optimizer``.
+    """
+    if optimizer not in ("adamw", "sgd"):
+        raise ValueError(f"unknown optimizer {optimizer!r} (known: 'adamw', 'sgd')")
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -122,6 +180,8 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -180,7 +240,9 @@ def train(
     if steps_per_epoch == 0:
         raise ValueError(f"batch size {cfg.batch_size} > dataset size {len(dataset)}")
     total = steps_per_epoch * cfg.epochs
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    optimizer = build_optimizer(
+        model, cfg.lr, cfg.weight_decay, optimizer=cfg.optimizer, momentum=cfg.momentum
+    )
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _schedule(total, warmup, cfg.min_lr_ratio)
@@ -219,13 +281,14 @@ def train(
         )
 
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    term_at = int(os.environ.get(TERM_ENV, "-1"))
     interactive = sys.stderr.isatty()
     last: dict[str, float] = {}
     t0, seen = time.perf_counter(), 0
 
     # --- loop ----------------------------------------------------------------------------------
     model.train()
-    with open(log_path, "a") as log_file:
+    with open(log_path, "a") as log_file, _PreemptionGuard() as preemption:
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             dataset.set_epoch(epoch)
@@ -235,6 +298,16 @@ def train(
                 if step == kill_at:
                     log_file.flush()
                     os.kill(os.getpid(), signal.SIGKILL)
+                if step == term_at:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                if preemption.signum is not None:
+                    log_file.flush()
+                    checkpoint()
+                    name = signal.Signals(preemption.signum).name
+                    raise Preempted(
+                        f"{name} received: checkpoint of step {step} written to {ckpt_path}; "
+                        "rerun the job to resume"
+                    )
                 images = images.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
                 generator = seeded_generator(device, seed, epoch, step)

@@ -1,5 +1,6 @@
-"""Distillation losses: the paper's multi-level objective (more modules join later)."""
+"""Distillation losses: the paper's multi-level objective and Contrastive Inversion."""
 
+from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from robustkd.losses.multilevel import (
     LOSS_VARIANTS,
     MultiLevelLoss,
@@ -14,6 +15,7 @@ __all__ = [
     "MultiLevelLoss",
     "attention_kl",
     "available_variants",
+    "contrastive_inversion_loss",
     "create_multilevel_loss",
     "needs_attention",
 ]

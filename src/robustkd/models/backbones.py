@@ -50,7 +50,7 @@ __all__ = [
 HUB = "hub"
 """The ``weights`` value that selects the pretrained weights of the timm tag (HF hub)."""
 
-_SPEC_KEYS = frozenset({"timm_name", "weights", "kwargs"})
+_SPEC_KEYS = frozenset({"timm_name", "weights", "kwargs", "input_size"})
 _INPUT_KEYS = ("input_size", "mean", "std", "interpolation")
 
 
@@ -271,12 +271,15 @@ def backbone_input_config(spec: Mapping[str, Any]) -> dict[str, Any]:
         input size.
     """
     name, _, kwargs = _parse_spec(spec)
+    # input_size: the input side of a CNN trained at another size than its tag's (the
+    # miniature's 32 px stand-ins); for ViTs kwargs.img_size already says it.
+    size = spec.get("input_size") or kwargs.get("img_size")
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except RuntimeError as err:
         raise ConfigError(f"backbone {name!r}: {err}") from err
     data_cfg = timm.data.resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {})
-    return _input_config(data_cfg, kwargs.get("img_size"))
+    return _input_config(data_cfg, size)
 
 
 def freeze(model: nn.Module) -> nn.Module:

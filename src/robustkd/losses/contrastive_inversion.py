@@ -1,0 +1,44 @@
+"""The Contrastive Inversion objective (Ravula et al., NeurIPS 2021, their ``simclr_st``).
+
+The frozen teacher embeds the clean image, the student the distorted one; each student
+embedding must pick its own teacher embedding among the batch's:
+``loss = mean_i [ -s_i.t_i / tau + log sum_j exp(s_i.t_j / tau) ]`` with L2-normalised
+embeddings, i.e. cross-entropy over the student x teacher similarity matrix with the diagonal
+as target (j runs over every teacher embedding of the batch, the positive included).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["contrastive_inversion_loss"]
+
+
+def contrastive_inversion_loss(
+    student: Tensor, teacher: Tensor, tau: float = 0.1
+) -> dict[str, Tensor]:
+    """Return the CI loss and the mean positive cosine similarity.
+
+    Args:
+        student: (B, D) student embeddings of distorted images.
+        teacher: (B, D) teacher embeddings of the clean images (detached here).
+        tau: Temperature (0.1 in the official code).
+
+    Returns:
+        ``{"loss": cross-entropy, "positive_cosine": mean s_i.t_i}``.
+    """
+    if student.shape != teacher.shape or student.ndim != 2:
+        raise ValueError(
+            f"expected equal (B, D) embeddings, got {tuple(student.shape)} and "
+            f"{tuple(teacher.shape)}"
+        )
+    s = F.normalize(student.float(), dim=1)  # (B, D)
+    t = F.normalize(teacher.detach().float(), dim=1)  # (B, D)
+    logits = s @ t.T / tau  # (B, B): row i = student i against every teacher embedding
+    target = torch.arange(len(s), device=s.device)
+    return {
+        "loss": F.cross_entropy(logits, target),
+        "positive_cosine": (s * t).sum(dim=1).mean().detach(),
+    }

@@ -1,0 +1,275 @@
+"""A real one-node SLURM cluster: part of the demo DAG submitted with `--profile profiles/slurm`.
+
+tests/slurm/start.sh starts munged, slurmctld and slurmd on this machine (two fake GPUs);
+the run goes through sbatch (checked with `scontrol show job`, which keeps finished jobs for
+MinJobAge = 300 s, and the plugin's logs) and its outputs equal those of a local run. The bare
+profile name (`--profile slurm`) is resolved from a temporary XDG config folder.
+
+Needs root and Debian's slurmctld, slurmd, slurm-client and munge: the test installs them with
+.ci/slurm-setup when missing and skips only where that cannot work (no apt-get, not root) or
+where a real cluster's /etc/slurm/slurm.conf must not be replaced.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "tests" / "slurm"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+CONFIGS = ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+PARTITION = "rkdtest"
+# Three levels of the demo DAG (status polling costs ~14 s per level), two jobs at a time on two
+# cores: the miniature raw data and preparation of CIFAR-10 (packed arrays) and ImageNet-100
+# (JPEG files), and the teacher (a GPU rule: it must get the profile's GPU request).
+TARGETS = ["results/data/cifar10", "results/teachers/vit/model.pth"]
+EXPECTED_JOBS = {
+    "demo_raw_wildcards_cifar10",
+    "demo_raw_wildcards_imagenet100",
+    "prepare_cifar10",
+    "prepare_imagenet100",
+    "pretrain_backbone_wildcards_vit",
+}
+# Keys of a metrics file that measure time, not results.
+TIMING_KEYS = {"images_per_s", "seconds"}
+RUN_TIMEOUT = 480  # seconds; the plugin can wait forever on a job it lost track of
+
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+
+
+def _installed() -> bool:
+    clients = all(shutil.which(c) for c in ("sbatch", "squeue", "scontrol", "sinfo", "srun"))
+    daemons = all(Path("/usr/sbin", d).exists() for d in ("slurmctld", "slurmd", "munged"))
+    return clients and daemons
+
+
+def _ensure_slurm() -> None:
+    """Install SLURM with .ci/slurm-setup if needed; skip only where that cannot work."""
+    if _installed():
+        return
+    if os.geteuid() != 0:
+        pytest.skip("SLURM is not installed and installing it needs root")
+    if shutil.which("apt-get") is None:
+        pytest.skip("SLURM is not installed and this machine has no apt-get to install it")
+    setup = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "slurm-setup")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if setup.returncode != 0 or not _installed():
+        pytest.fail(f".ci/slurm-setup could not install SLURM:\n{setup.stdout}\n{setup.stderr}")
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    """A running one-node cluster; always stopped, even when a test fails."""
+    _ensure_slurm()
+    # One test cluster per machine at a time (it owns /etc/slurm/slurm.conf): wait for others.
+    lock = open(Path(tempfile.gettempdir()) / "robustkd-slurm-test.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    # Short path: munge's socket lives inside and must fit in 108 bytes.
+    state = Path(tempfile.mkdtemp(prefix="rkd-slurm-", dir="/tmp"))
+    try:
+        start = subprocess.run(
+            ["bash", str(SCRIPTS / "start.sh"), str(state), PARTITION, "2"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if start.returncode == 5:
+            pytest.skip(f"not replacing this machine's SLURM config: {start.stderr.strip()}")
+        assert start.returncode == 0, f"start.sh failed:\n{start.stdout}\n{start.stderr}"
+        env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
+        yield {"state": state, "env": env}
+    finally:
+        subprocess.run(
+            ["bash", str(SCRIPTS / "stop.sh"), str(state)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        shutil.rmtree(state, ignore_errors=True)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config", "workflow", "envs", "tests", "profiles"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    (dest / "src").symlink_to(ROOT / "src")
+    return dest
+
+
+def _test_overlay(path: Path) -> Path:
+    """A second profile for this test cluster, applied after profiles/slurm.
+
+    It holds what depends on the cluster, not on the workflow: no accounting here, so job status
+    comes from squeue; status checks start after 2 s; no retries. A later profile replaces whole
+    keys, so set-resources is the shipped one (GPUs kept) with CPUs, memory and time cut to what
+    a 2-core test machine gives, and one thread per job (the local run uses one too, so the
+    teacher's weights must come out bit-identical).
+    """
+    shipped = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    caps = {"cpus_per_task": 1, "mem_mb": 2000, "runtime": 30}
+    overlay = {
+        "slurm-status-command": "squeue",
+        "slurm-init-seconds-before-status-checks": 2,
+        "slurm-keep-successful-logs": True,
+        "retries": 0,
+        "latency-wait": 5,
+        "set-threads": {rule: 1 for rule in shipped["set-threads"]},
+        "set-resources": {
+            rule: {k: min(v, caps[k]) if k in caps else v for k, v in res.items()}
+            for rule, res in shipped["set-resources"].items()
+        },
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    return path
+
+
+def _jobs_in(workdir: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
+    """SLURM's record of the jobs run in `workdir`, by the plugin's comment (rule, wildcards)."""
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=30,
+    ).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") == str(workdir):
+            jobs[fields["Comment"].removeprefix("rule_")] = fields
+    return jobs
+
+
+def _snakemake(workdir: Path, *args: str, env: dict[str, str], timeout: int = RUN_TIMEOUT):
+    cmd = ["timeout", "-k", "30", str(timeout), *SNAKEMAKE, *args, *CONFIGS]
+    return subprocess.run(
+        cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout + 60
+    )
+
+
+def _untimed(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if k not in TIMING_KEYS}
+    return value
+
+
+def _comparable(path: Path) -> object:
+    if path.name == "metrics.json":
+        return _untimed(json.loads(path.read_text()))
+    return path.read_bytes()
+
+
+def test_demo_dag_through_slurm_equals_local_run(slurm_cluster, tmp_path):
+    env = slurm_cluster["env"]
+    on_slurm = _copy_workflow(tmp_path / "slurm")
+    local = _copy_workflow(tmp_path / "local")
+    overlay = _test_overlay(tmp_path / "overlay")
+
+    # The local reference run goes on beside the SLURM run (it is mostly waiting on SLURM).
+    local_log = (tmp_path / "local.log").open("w")
+    reference = subprocess.Popen(
+        [*SNAKEMAKE, *TARGETS, "--cores", "1", *CONFIGS],
+        cwd=local,
+        stdout=local_log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        began = time.monotonic()
+        proc = _snakemake(
+            on_slurm, *TARGETS, "--profile", "profiles/slurm", "--profile", str(overlay), env=env
+        )
+        took = time.monotonic() - began
+        assert proc.returncode == 0, proc.stderr[-6000:]
+        assert reference.wait(timeout=RUN_TIMEOUT) == 0, (tmp_path / "local.log").read_text()
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+        local_log.close()
+    print(f"SLURM run of {len(EXPECTED_JOBS)} jobs: {took:.0f} s")
+
+    # Every job went through sbatch, completed, and the GPU rule asked for its GPU.
+    assert "has been submitted with SLURM jobid" in proc.stderr
+    jobs = _jobs_in(on_slurm, env)
+    assert set(jobs) == EXPECTED_JOBS, proc.stderr[-4000:]
+    assert {j["JobState"] for j in jobs.values()} == {"COMPLETED"}
+    assert {j["Partition"] for j in jobs.values()} == {PARTITION}
+    assert jobs["pretrain_backbone_wildcards_vit"]["TresPerJob"] == "gres:gpu:1"
+    assert all(j.get("TresPerJob", "(null)") == "(null)" for c, j in jobs.items() if "vit" not in c)
+    for job in jobs.values():
+        log = Path(job["StdOut"])
+        assert log.is_relative_to(on_slurm / ".snakemake" / "slurm_logs"), log
+        assert "Finished jobid" in log.read_text() or "steps (100%) done" in log.read_text()
+
+    # Same outputs as the local run, byte for byte (provenance records times, hosts and paths;
+    # metrics files record throughput).
+    files = sorted(
+        p.relative_to(local)
+        for p in (local / "results").rglob("*")
+        if p.is_file() and p.name != "provenance.json"
+    )
+    assert any(f.name == "manifest.csv" for f in files)
+    assert any(f.name == "classes.txt" for f in files)
+    assert any(f.suffix == ".npy" for f in files)
+    assert Path("results/teachers/vit/model.pth") in files
+    for rel in files:
+        assert (on_slurm / rel).is_file(), rel
+        assert _comparable(on_slurm / rel) == _comparable(local / rel), rel
+
+
+def test_profile_by_bare_name(slurm_cluster, tmp_path):
+    """`snakemake --profile slurm` finds the shipped profile linked into ~/.config/snakemake."""
+    workdir = _copy_workflow(tmp_path / "work")
+    config_home = tmp_path / "xdg"
+    (config_home / "snakemake").mkdir(parents=True)
+    # What the README tells users to do (with ~/.config as the default XDG_CONFIG_HOME).
+    (config_home / "snakemake" / "slurm").symlink_to(ROOT / "profiles" / "slurm")
+    assert not (workdir / "slurm").exists()
+    env = {**slurm_cluster["env"], "XDG_CONFIG_HOME": str(config_home)}
+
+    # The whole DAG as the profile would submit it: its GPU rules ask for the profile's GPUs.
+    dry = _snakemake(workdir, "all", "--dry-run", "--profile", "slurm", env=env, timeout=120)
+    assert dry.returncode == 0, dry.stderr[-4000:]
+    assert "Using profile slurm for setting default command line arguments" in dry.stderr
+    requested = dict(re.findall(r"rule (\w+):\n(?:    .*\n)*?    resources: (.*)", dry.stdout))
+    shipped = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    gpu_rules = {r for r, res in shipped["set-resources"].items() if res.get("gpu")}
+    assert {"distill", "pretrain_backbone"} <= set(requested) & gpu_rules, sorted(requested)
+    for rule in set(requested) & gpu_rules:
+        want = shipped["set-resources"][rule]
+        for key in ("gpu", "cpus_per_task", "mem_mb", "runtime"):
+            assert f"{key}={want[key]}," in requested[rule] + ",", (rule, key)
+    assert "gpu=" not in requested["demo_raw"]
+
+    # And one real job, submitted through sbatch with the profile found by name.
+    overlay = _test_overlay(tmp_path / "overlay")
+    target = "results/raw_demo/cifar100"
+    proc = _snakemake(workdir, target, "--profile", "slurm", "--profile", str(overlay), env=env)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert "Using profiles slurm and" in proc.stderr
+    jobs = _jobs_in(workdir, env)
+    assert set(jobs) == {"demo_raw_wildcards_cifar100"}
+    assert jobs["demo_raw_wildcards_cifar100"]["JobState"] == "COMPLETED"
+    assert (workdir / target).is_dir()

@@ -1,0 +1,20 @@
+# Snakemake adapter: train, evaluate and save the CRAFT study's teacher (rule craft_teacher).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from robustkd.craft.jobs import teacher_job
+from robustkd.joblog import configure_job_logging
+
+configure_job_logging(snakemake.log[0])
+teacher_job(
+    data_dir=snakemake.input.data,
+    craft=snakemake.params.craft,
+    cifar10c=snakemake.params.cifar10c,
+    cifar10c_labels=snakemake.input.labels,
+    out_weights=snakemake.output.weights,
+    out_metrics=snakemake.output.metrics,
+    threads=snakemake.threads,
+    rule=snakemake.rule,
+)

@@ -1,0 +1,23 @@
+# Snakemake adapter: evaluate one method's classifiers at Fig 2's severities (evaluate_ladder).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from robustkd.engine.jobs import ladder_job
+from robustkd.joblog import configure_job_logging
+
+configure_job_logging(snakemake.log[0])
+ladder_job(
+    backbone=snakemake.params.backbone,
+    models=list(snakemake.input.models),
+    seeds=snakemake.params.seeds,
+    data_dir=snakemake.input.data,
+    tests=snakemake.params.tests,
+    evaluation=snakemake.params.evaluation,
+    views=snakemake.params.views,
+    out=snakemake.output[0],
+    threads=snakemake.threads,
+    rule=snakemake.rule,
+    wildcards=dict(snakemake.wildcards),
+)

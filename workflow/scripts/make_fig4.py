@@ -1,0 +1,23 @@
+# Snakemake adapter: draw Fig 4's attention maps (rule make_fig4).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from robustkd.joblog import configure_job_logging
+from robustkd.report.figures import plot_attention_maps
+from robustkd.report.paper import fig4_panels
+
+configure_job_logging(snakemake.log[0])
+panels = fig4_panels(
+    backbone=snakemake.params.backbone,
+    teacher_weights=None,
+    ours=list(snakemake.input.ours),
+    supervised=list(snakemake.input.supervised),
+    distortions=snakemake.params.distortions,
+    data_dir=snakemake.input.data,
+    views=snakemake.params.views,
+    images=snakemake.params.images,
+    seed=snakemake.params.seed,
+)
+plot_attention_maps(panels, "results/figures/fig4")

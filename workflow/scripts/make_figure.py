@@ -1,0 +1,18 @@
+# Snakemake adapter: draw Fig 2 or Fig 3 from its metrics files (rule make_figure).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from robustkd.joblog import configure_job_logging
+from robustkd.report.figures import plot_label_fractions, plot_severity_curves
+from robustkd.report.paper import fig2_frame, fig3_frame
+
+configure_job_logging(snakemake.log[0])
+name = snakemake.wildcards.figure
+config = snakemake.params.config
+prefix = f"results/figures/{name}"
+if name == "fig2":
+    plot_severity_curves(fig2_frame(config), prefix)
+else:
+    plot_label_fractions(fig3_frame(config), prefix)
