@@ -75,6 +75,7 @@ def get_final_output():
         *figure_files("fig2"),
         *figure_files("fig3"),
         *figure_files("fig4"),
+        *get_craft_outputs(),  # workflow/rules/craft_common.smk
     ]
 
 
