@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from robustkd.audit import audit
 from robustkd.craft import layout
 from robustkd.craft.jobs import corrupt_testset_job, student_job, teacher_job
 from robustkd.craft.losses import CraftConfig
@@ -251,3 +252,7 @@ def test_jobs_and_report_end_to_end(tiny_cifar, tmp_path, monkeypatch):
     assert "Primary: Held-out Robust Acc" in md and "Defocus blur, JPEG" in md
     per = pd.read_csv(tmp_path / "results/craft/tables/craft_per_corruption.csv")
     assert (per["n"] == 2).all() and len(per) == 4 * len(METHODS)
+    # Every cell of every table traces back to its runs, through their provenance.
+    for table in layout.TABLES:
+        result = audit(f"results/craft/tables/{table}.csv", root=tmp_path, echo=lambda _: None)
+        assert result.ok, "\n".join(result.summary)

@@ -8,4 +8,4 @@ from robustkd.craft.report import report_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
-report_job(snakemake.params.config)
+report_job(snakemake.params.config, rule=snakemake.rule)

@@ -7,7 +7,8 @@
     results/craft/teacher/model.pth, metrics.json             the frozen teacher
     results/craft/students/{method}/seed{s}/student.pth       one student per method and seed,
         metrics.json, eval/{condition}.json                   its evaluation
-    results/craft/tables/craft_table.{csv,md,tex}            the CRAFT table (+ breakdowns)
+    results/craft/tables/craft_table.{csv,md,tex,html}       the CRAFT table (+ breakdowns),
+        craft_table.provenance.json                          each cell -> its metrics files
     results/craft/figures/{figure}.{png,pdf,csv}             the figures and their data
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from robustkd.report.tables import TABLE_FORMATS
 
 __all__ = [
     "FIGURES",
@@ -97,8 +100,9 @@ def eval_file(method: str, seed: int | str, condition: str) -> str:
 
 
 def table_files() -> list[str]:
-    """Every table file (CSV, Markdown, LaTeX)."""
-    return [f"{ROOT}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+    """Every table file (CSV, Markdown, LaTeX, HTML) and its ``.provenance.json``."""
+    exts = (*TABLE_FORMATS, "provenance.json")
+    return [f"{ROOT}/tables/{t}.{ext}" for t in TABLES for ext in exts]
 
 
 def figure_files() -> list[str]:

@@ -17,6 +17,7 @@ curves (Fig. 9) and the teacher-student alignment heatmap, layers x severity (Fi
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
@@ -38,7 +39,17 @@ from matplotlib.figure import Figure
 from robustkd.atomic import atomic_write_text
 from robustkd.craft import layout
 from robustkd.craft.corruptions import corruption_family
-from robustkd.report.tables import Cell, TableSpec, build_table, format_cell
+from robustkd.provenance import now_iso
+from robustkd.report.tables import (
+    TABLE_FORMATS,
+    Cell,
+    TableSpec,
+    build_table,
+    cell_record,
+    format_cell,
+    with_reference_comparisons,
+    write_table_provenance,
+)
 
 __all__ = ["METHOD_LABELS", "load_runs", "report_job", "write_craft_table", "write_figures"]
 
@@ -148,7 +159,7 @@ class _Column:
     key: str
     label: str
     unit: str
-    fmt: str  # "acc", "int", "sec", "rate", "kimg"
+    fmt: str  # "acc", "int", "sec", "rate", "count"
 
 
 def _columns(runs: Runs) -> list[_Column]:
@@ -161,7 +172,7 @@ def _columns(runs: Runs) -> list[_Column]:
         cols.append(_Column("robust_train", "Robust Acc on CRAFT-train corr.", "%", "acc"))
     return cols + [
         _Column("nan_count", "NaN count", "steps", "int"),
-        _Column("teacher_forward_images", "Teacher fwd", "k images", "kimg"),
+        _Column("teacher_forward_images", "Teacher fwd", "images", "count"),
         _Column("train_seconds", "Train time", "s", "sec"),
         _Column("images_per_s", "Throughput", "img/s", "rate"),
     ]
@@ -179,8 +190,8 @@ def _fmt(values: Sequence[float], kind: str) -> tuple[float, float, str]:
     std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     if kind == "acc":
         return mean, std, format_cell(mean, std, len(values))
-    if kind == "kimg":
-        text = f"{mean / 1e3:.1f}"
+    if kind == "count":
+        text = f"{mean:,.0f}"
     elif kind == "int":
         text = f"{mean:.0f}" + (f" ± {std:.0f}" if len(values) > 1 else "")
     elif kind == "sec":
@@ -196,30 +207,41 @@ def _latex_escape(text: str) -> str:
     return text.replace("±", r"$\pm$").replace("—", "--").replace("×", r"$\times$")
 
 
+def _metric_key(col: _Column) -> str:
+    """The (dotted) key of a column's value in ``metrics.json``."""
+    return col.key if col.fmt in ("acc", "int") else f"cost.{col.key}"
+
+
 def write_craft_table(
-    runs: Runs, out_prefix: str | os.PathLike[str], config: Mapping[str, Any]
+    runs: Runs,
+    out_prefix: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    provenance: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Write ``craft_table.{csv,md,tex}``; return its long-format frame.
+    """Write ``craft_table.{csv,md,tex,html}`` and its ``.provenance.json``.
 
     Args:
         runs: The study's metrics.
         out_prefix: Path without extension.
         config: The merged config (for the footnotes).
+        provenance: Fields of the provenance record (``rule``, ``config``).
 
     Returns:
-        One row per cell: row, column, metric, mean, std, n, per-seed values, metrics files.
+        One row per cell: row, column, metric, mean, std, n, per-seed values and seeds,
+        metrics files (the long format of :func:`~robustkd.report.tables.build_table`).
     """
+    started = now_iso()
     cols = _columns(runs)
     teacher_name = "Teacher (ResNet-{depth}, width {width}; 1 run)".format(**runs.teacher["model"])
-    rows, grid = [], []
+    rows, grid, records = [], [], []
     for m in [*runs.methods, "teacher"]:
         if m == "teacher":
-            label, seeds = teacher_name, [None]
+            label, seeds = teacher_name, [int(runs.teacher.get("seed", 0))]
         else:
             label, seeds = _label(m), runs.seeds(m)
         line = [label]
         for col in cols:
-            if m == "teacher" and col.fmt in ("kimg", "sec", "rate", "int"):
+            if m == "teacher" and col.fmt in ("count", "sec", "rate", "int"):
                 line.append("—")
                 continue
             if m == "teacher":
@@ -238,8 +260,21 @@ def write_craft_table(
                     "std": std,
                     "n": len(vals),
                     "values": json.dumps(vals),
+                    "seeds": json.dumps(seeds),
                     "metrics": json.dumps(files),
                 }
+            )
+            records.append(
+                cell_record(
+                    m,
+                    col.key,
+                    _metric_key(col),
+                    files,
+                    vals,
+                    seeds,
+                    row_label=label,
+                    column_label=f"{col.label} ({col.unit})",
+                )
             )
         grid.append(line)
     notes = _table_notes(runs, config)
@@ -267,11 +302,40 @@ def write_craft_table(
         *[rf"\par\footnotesize {_latex_escape(n)}" for n in notes],
         r"\end{table}",
     ]
+    cells_html = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in grid
+    )
+    page = [
+        '<!DOCTYPE html><html><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title></head><body>",
+        f"<h3>{html.escape(title)}</h3>",
+        f'<table border="1"><thead><tr>{cells_html}</tr></thead><tbody>{body}</tbody></table>',
+        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+        "</body></html>",
+    ]
     df = pd.DataFrame(rows)
     prefix = os.fspath(out_prefix)
-    atomic_write_text(f"{prefix}.csv", df.to_csv(index=False))
-    atomic_write_text(f"{prefix}.md", "\n".join(md) + "\n")
-    atomic_write_text(f"{prefix}.tex", "\n".join(tex) + "\n")
+    texts = {
+        "csv": df.to_csv(index=False),
+        "md": "\n".join(md) + "\n",
+        "tex": "\n".join(tex) + "\n",
+        "html": "\n".join(page) + "\n",
+    }
+    outputs = []
+    for ext in TABLE_FORMATS:
+        outputs.append(f"{prefix}.{ext}")
+        atomic_write_text(outputs[-1], texts[ext])
+    write_table_provenance(
+        prefix,
+        name="craft_table",
+        title=title,
+        metric="per column (see each cell)",
+        cells=records,
+        outputs=outputs,
+        provenance=provenance,
+        started=started,
+    )
     return df
 
 
@@ -321,8 +385,16 @@ def _table_notes(runs: Runs, config: Mapping[str, Any]) -> list[str]:
     return notes
 
 
-def write_breakdown_tables(runs: Runs, config: Mapping[str, Any], out_dir: Path) -> None:
-    """``craft_per_corruption`` and ``craft_per_severity`` with :func:`build_table`."""
+def write_breakdown_tables(
+    runs: Runs,
+    config: Mapping[str, Any],
+    out_dir: Path,
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """``craft_per_corruption`` and ``craft_per_severity`` with :func:`build_table`.
+
+    Both print paired comparisons across seeds of CRAFT against every other method.
+    """
     seeds = config["seeds"]
     columns = [(m, _label(m)) for m in runs.methods]
 
@@ -332,6 +404,9 @@ def write_breakdown_tables(runs: Runs, config: Mapping[str, Any], out_dir: Path)
             for c in conditions
             for m in runs.methods
         ]
+
+    def compared(spec: TableSpec) -> TableSpec:
+        return with_reference_comparisons(spec, "craft") if "craft" in runs.methods else spec
 
     def row_label(c: str) -> str:
         tag = " [CRAFT train]" if c in runs.train else ""
@@ -349,17 +424,32 @@ def write_breakdown_tables(runs: Runs, config: Mapping[str, Any], out_dir: Path)
             "Frost uses a procedural texture in place of the benchmark's photographs.",
         ],
     )
-    build_table(spec, cells(runs.corruptions), out_dir / "craft_per_corruption")
-    conds = ["clean", *(f"severity{s}" for s in runs.severities)]
+    build_table(
+        compared(spec),
+        cells(runs.corruptions),
+        out_dir / "craft_per_corruption",
+        provenance=provenance,
+    )
+    rows = [("clean", "Clean")] + [(f"severity{s}", f"Severity {s}") for s in runs.severities]
+    rows += [("robust_all", "All corruptions"), ("robust_heldout", "Primary: held-out")]
     spec = TableSpec(
         "craft_per_severity",
         "CRAFT study: top-1 (%) per corruption severity, mean over corruptions",
-        rows=[("clean", "Clean")] + [(f"severity{s}", f"Severity {s}") for s in runs.severities],
+        rows=rows,
         columns=columns,
         row_header="Test images",
-        notes=[f"Severity rows average all {len(runs.corruptions)} evaluated corruptions."],
+        notes=[
+            f"Severity rows average all {len(runs.corruptions)} evaluated corruptions; "
+            f"All corruptions: every corruption and severity; Primary: the held-out "
+            f"corruptions ({_names(runs.heldout)}), every severity.",
+        ],
     )
-    build_table(spec, cells(conds), out_dir / "craft_per_severity")
+    build_table(
+        compared(spec),
+        cells([r for r, _ in rows]),
+        out_dir / "craft_per_severity",
+        provenance=provenance,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -812,13 +902,19 @@ def write_figures(runs: Runs, out_dir: str | os.PathLike[str]) -> None:
     fig_alignment(runs, out / "alignment_heatmap")
 
 
-def report_job(config: Mapping[str, Any]) -> None:
-    """Write every table and figure of the study (paths from :mod:`robustkd.craft.layout`)."""
+def report_job(config: Mapping[str, Any], rule: str = "craft_report") -> None:
+    """Write every table and figure of the study (paths from :mod:`robustkd.craft.layout`).
+
+    Args:
+        config: ``craft``, ``methods.craft`` and ``seeds`` of the merged config.
+        rule: Rule name for the tables' provenance.
+    """
     runs = load_runs(config)
     tables = Path(layout.ROOT) / "tables"
     tables.mkdir(parents=True, exist_ok=True)
-    write_craft_table(runs, tables / "craft_table", config)
-    write_breakdown_tables(runs, config, tables)
+    provenance = {"rule": rule, "config": dict(config)}
+    write_craft_table(runs, tables / "craft_table", config, provenance)
+    write_breakdown_tables(runs, config, tables, provenance)
     write_figures(runs, Path(layout.ROOT) / "figures")
     if any(math.isnan(float(v["robust_heldout"])) for v in runs.metrics.values()):
         raise ValueError("a primary metric is NaN")
