@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_text", "make_temp_dir", "write_json_atomic"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "make_temp_dir", "write_json_atomic"]
 
 
 def _umask() -> int:
@@ -39,24 +39,34 @@ def make_temp_dir(dest: str | os.PathLike[str]) -> Path:
     return tmp
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename.
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
 
     Args:
         path: Destination file; its folder is created if needed.
-        text: The content.
+        data: The content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and an atomic rename.
+
+    Args:
+        path: Destination file; its folder is created if needed.
+        text: The content.
+    """
+    atomic_write_bytes(path, text.encode())
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -22,7 +22,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from robustkd.atomic import atomic_write_text
+from robustkd.atomic import atomic_write_bytes, atomic_write_text
 from robustkd.craft import layout
 from robustkd.craft.corruptions import corruption_family
 from robustkd.provenance import now_iso
@@ -495,22 +494,7 @@ def _save(fig: Figure, data: pd.DataFrame, prefix: Path) -> None:
         rendered[fmt] = buf.getvalue()
     atomic_write_text(f"{prefix}.csv", data.to_csv(index=False))
     for fmt, blob in rendered.items():
-        _write_bytes_atomic(Path(f"{prefix}.{fmt}"), blob)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write_bytes(Path(f"{prefix}.{fmt}"), blob)
 
 
 def _accuracy_frame(runs: Runs) -> pd.DataFrame:

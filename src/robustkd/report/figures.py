@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from robustkd.atomic import atomic_write_text
+from robustkd.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "AttentionPanel",
@@ -227,22 +226,6 @@ def _seed_note(n: pd.Series) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file beside it and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save(fig: Figure, data: pd.DataFrame, out_prefix: str | os.PathLike[str]) -> None:
     """Write ``<out_prefix>.csv``, ``.png`` and ``.pdf``.
 
@@ -257,7 +240,7 @@ def _save(fig: Figure, data: pd.DataFrame, out_prefix: str | os.PathLike[str]) -
         rendered[fmt] = buf.getvalue()
     atomic_write_text(f"{prefix}.csv", data.to_csv(index=False))
     for fmt, blob in rendered.items():
-        _write_bytes_atomic(Path(f"{prefix}.{fmt}"), blob)
+        atomic_write_bytes(Path(f"{prefix}.{fmt}"), blob)
 
 
 def _legend(data: pd.DataFrame, styles: dict[str, dict[str, object]]) -> list[tuple[object, str]]:
