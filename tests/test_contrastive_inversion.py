@@ -53,5 +53,8 @@ def test_ci_gradients_reach_only_the_student():
 
 
 def test_shape_mismatch_is_refused():
-    with pytest.raises(ValueError, match="equal"):
+    with pytest.raises(ValueError, match=r"got \(2, 3\) and \(2, 4\)"):
         contrastive_inversion_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+    # Fewer teacher rows than students: no positive for some of them.
+    with pytest.raises(ValueError, match=r"\(4, 3\) and \(2, 3\) with offset 0"):
+        contrastive_inversion_loss(torch.zeros(4, 3), torch.zeros(2, 3))

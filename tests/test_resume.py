@@ -41,8 +41,9 @@ def setup(tmp_path_factory, class_list=None):
     return root
 
 
-def _job(root, out, kill_at=None, term_at=None):
-    args = dict(
+def distill_kwargs(root, out):
+    """The arguments of a small distill_job on the module's data (also used by DDP tests)."""
+    return dict(
         method="ours",
         backbone={
             "timm_name": "vit_tiny_patch16_224",
@@ -65,6 +66,10 @@ def _job(root, out, kill_at=None, term_at=None):
         seeds=[0],
         outputs=[str(out)],
     )
+
+
+def _job(root, out, kill_at=None, term_at=None):
+    args = distill_kwargs(root, out)
     code = (
         "import json, sys; from robustkd.engine.jobs import distill_job; "
         "from robustkd.joblog import configure_job_logging; configure_job_logging(None); "

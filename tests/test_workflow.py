@@ -159,3 +159,48 @@ def test_sigkilled_distillation_resumes_to_identical_students(workdir):
         got = torch.load(path)
         assert got.keys() == ref.keys()
         assert all(torch.equal(got[k], ref[k]) for k in ref), path
+
+
+def test_jobs_given_two_gpus_run_under_torchrun(workdir, tmp_path):
+    """`gpu=2` on a training rule: the job runs as 2 torchrun processes (gloo on this CPU).
+
+    The multi-level student must equal the 1-process run of the session within float32
+    rounding (see tests/test_distributed.py for the tolerance); a CRAFT student (CRD: BatchNorm,
+    memory bank) must train and be written once by rank 0. The original outputs are put back.
+    """
+    from tests.test_distributed import ATOL_WEIGHTS, _without_key_bias
+
+    runs = {
+        "distill": workdir / "results" / "distill" / "ours" / "mask-0.90",
+        "craft": workdir / "results" / "craft" / "students" / "crd",
+    }
+    saved = {k: tmp_path / k for k in runs}
+    for key, run_dir in runs.items():
+        shutil.move(run_dir, saved[key])
+    try:
+        targets = [
+            str((runs["distill"] / "seed1" / "student.pth").relative_to(workdir)),
+            str((runs["craft"] / "seed1" / "student.pth").relative_to(workdir)),
+        ]
+        proc = run(workdir, *targets, "--set-resources", "distill:gpu=2", "craft_student:gpu=2")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        log = (workdir / "logs" / "distill" / "ours" / "mask-0.90.log").read_text()
+        assert "launching distill job on 2 processes" in log
+        assert "[rank 0/2]" in log and "[rank 1/2]" in log
+        for seed in (0, 1):
+            ref = _without_key_bias(torch.load(saved["distill"] / f"seed{seed}" / "student.pth"))
+            got = _without_key_bias(torch.load(runs["distill"] / f"seed{seed}" / "student.pth"))
+            gap = max((ref[k] - got[k]).abs().max().item() for k in ref)
+            assert gap < ATOL_WEIGHTS, (seed, gap)
+        craft_log = (workdir / "logs" / "craft" / "students" / "crd.log").read_text()
+        assert "launching craft_student job on 2 processes" in craft_log
+        assert "[rank 1/2]" in craft_log
+        for seed in (0, 1):
+            metrics = json.loads((runs["craft"] / f"seed{seed}" / "metrics.json").read_text())
+            assert metrics["method"] == "crd" and metrics["nan_count"] == 0
+            prov = json.loads((runs["craft"] / f"seed{seed}" / "provenance.json").read_text())
+            assert prov["seed"] == seed
+    finally:
+        for key, run_dir in runs.items():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.move(saved[key], run_dir)

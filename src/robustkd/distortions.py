@@ -13,17 +13,23 @@ exactly the same distortions. Random streams depend on the device: a seed gives 
 distortion on every run on the same kind of device, not across CPU and CUDA.
 
 Half-precision input is processed in float32 and cast back; float64 stays float64.
+
+In data-parallel training each process holds one slice of the global batch. Inside
+:func:`batch_shard` a random distortion draws for the whole global batch and keeps the slice,
+so an image is distorted exactly as in a single process at the same global batch.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import contextvars
 import hashlib
 import inspect
 import math
 import numbers
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -37,6 +43,7 @@ __all__ = [
     "RandomMask",
     "apply_distortion",
     "available_families",
+    "batch_shard",
     "blur_matrix",
     "create_distortion",
     "gaussian_kernel1d",
@@ -47,6 +54,35 @@ __all__ = [
 _REGISTRY: dict[str, type[Distortion]] = {}
 
 D = TypeVar("D", bound="type[Distortion]")
+
+# (rank, world): this process holds slice ``rank`` of ``world`` equal slices of the batch.
+_SHARD: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar(
+    "robustkd_batch_shard", default=(0, 1)
+)
+
+
+@contextlib.contextmanager
+def batch_shard(rank: int, world: int) -> Iterator[None]:
+    """Within this block, batches are slice ``rank`` of ``world`` equal slices of a global batch.
+
+    Random distortions then draw their randomness for the global batch (``world`` times the
+    batch they are given) and return the given slice's part, so the result does not depend on
+    how many processes share the batch.
+
+    Args:
+        rank: This process's slice, 0 .. world - 1.
+        world: Number of slices (processes).
+
+    Raises:
+        ValueError: ``rank`` outside ``[0, world)``.
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"batch shard rank {rank} outside [0, {world})")
+    token = _SHARD.set((rank, world))
+    try:
+        yield
+    finally:
+        _SHARD.reset(token)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,6 +135,12 @@ class Distortion(abc.ABC):
                 f"{self.family} distortion: expected images of shape (B, C, H, W), "
                 f"got {tuple(x.shape)}"
             )
+        rank, world = _SHARD.get()
+        if world > 1 and self.is_random:
+            b = x.shape[0]
+            full = x.new_zeros((world * b, *x.shape[1:]))  # (world * B, C, H, W)
+            full[rank * b : (rank + 1) * b] = x
+            return self._apply(full, generator)[rank * b : (rank + 1) * b]
         return self._apply(x, generator)
 
     def describe(self) -> dict[str, Any]:

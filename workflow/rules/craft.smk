@@ -42,6 +42,7 @@ rule craft_teacher:
         "../../envs/torch.yaml"
     threads: 1
     resources:
+        gpu=1,
         mem_mb=8000,
         runtime=1440,
     params:
@@ -72,6 +73,7 @@ rule craft_student:
         "../../envs/torch.yaml"
     threads: 1
     resources:
+        gpu=1,
         mem_mb=8000,
         runtime=2880,
     params:

@@ -4,21 +4,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from robustkd.craft.jobs import student_job
+from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
-student_job(
-    method=snakemake.wildcards.craft_method,
-    data_dir=snakemake.input.data,
-    teacher_weights=snakemake.input.teacher,
-    craft=snakemake.params.craft,
-    seeds=snakemake.params.seeds,
-    outputs=snakemake.output.students,
-    eval_conditions=snakemake.params.conditions,
-    cifar10c=snakemake.params.cifar10c,
-    cifar10c_labels=snakemake.input.labels,
-    threads=snakemake.threads,
-    rule=snakemake.rule,
-    wildcards=dict(snakemake.wildcards),
+# More than one GPU: the job runs under torchrun, one process per GPU.
+run_job(
+    "craft_student",
+    {
+        "method": snakemake.wildcards.craft_method,
+        "data_dir": snakemake.input.data,
+        "teacher_weights": snakemake.input.teacher,
+        "craft": snakemake.params.craft,
+        "seeds": snakemake.params.seeds,
+        "outputs": snakemake.output.students,
+        "eval_conditions": snakemake.params.conditions,
+        "cifar10c": snakemake.params.cifar10c,
+        "cifar10c_labels": snakemake.input.labels,
+        "threads": snakemake.threads,
+        "rule": snakemake.rule,
+        "wildcards": dict(snakemake.wildcards),
+    },
+    processes=int(snakemake.resources.get("gpu", 1)),
+    log_file=snakemake.log[0],
 )

@@ -4,17 +4,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from robustkd.craft.jobs import teacher_job
+from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
-teacher_job(
-    data_dir=snakemake.input.data,
-    craft=snakemake.params.craft,
-    cifar10c=snakemake.params.cifar10c,
-    cifar10c_labels=snakemake.input.labels,
-    out_weights=snakemake.output.weights,
-    out_metrics=snakemake.output.metrics,
-    threads=snakemake.threads,
-    rule=snakemake.rule,
+# More than one GPU: the job runs under torchrun, one process per GPU.
+run_job(
+    "craft_teacher",
+    {
+        "data_dir": snakemake.input.data,
+        "craft": snakemake.params.craft,
+        "cifar10c": snakemake.params.cifar10c,
+        "cifar10c_labels": snakemake.input.labels,
+        "out_weights": snakemake.output.weights,
+        "out_metrics": snakemake.output.metrics,
+        "threads": snakemake.threads,
+        "rule": snakemake.rule,
+    },
+    processes=int(snakemake.resources.get("gpu", 1)),
+    log_file=snakemake.log[0],
 )

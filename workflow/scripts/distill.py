@@ -4,22 +4,28 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from robustkd.engine.jobs import distill_job
+from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
-distill_job(
-    method=snakemake.params.method,
-    backbone=snakemake.params.backbone,
-    loss_weights=snakemake.params.loss,
-    distortion=snakemake.params.distortion,
-    train_cfg=snakemake.params.train,
-    data_dir=snakemake.input.data,
-    views=snakemake.params.views,
-    seeds=snakemake.params.seeds,
-    outputs=snakemake.output.students,
-    threads=snakemake.threads,
-    rule=snakemake.rule,
-    wildcards=dict(snakemake.wildcards),
-    inputs=list(snakemake.input.teacher),
+# More than one GPU: the job runs under torchrun, one process per GPU.
+run_job(
+    "distill",
+    {
+        "method": snakemake.params.method,
+        "backbone": snakemake.params.backbone,
+        "loss_weights": snakemake.params.loss,
+        "distortion": snakemake.params.distortion,
+        "train_cfg": snakemake.params.train,
+        "data_dir": snakemake.input.data,
+        "views": snakemake.params.views,
+        "seeds": snakemake.params.seeds,
+        "outputs": snakemake.output.students,
+        "threads": snakemake.threads,
+        "rule": snakemake.rule,
+        "wildcards": dict(snakemake.wildcards),
+        "inputs": list(snakemake.input.teacher),
+    },
+    processes=int(snakemake.resources.get("gpu", 1)),
+    log_file=snakemake.log[0],
 )

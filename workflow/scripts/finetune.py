@@ -5,18 +5,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from robustkd.engine.jobs import FinetuneRun, finetune_job
+from robustkd.engine.distributed import run_job
+from robustkd.engine.jobs import FinetuneRun
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
-finetune_job(
-    backbone=snakemake.params.backbone,
-    runs=[FinetuneRun(**run) for run in snakemake.params.runs],
-    distortion=snakemake.params.distortion,
-    train_cfg=snakemake.params.train,
-    evaluation=snakemake.params.evaluation,
-    views=snakemake.params.views,
-    threads=snakemake.threads,
-    rule=snakemake.rule,
-    wildcards=dict(snakemake.wildcards),
+# More than one GPU: the job runs under torchrun, one process per GPU.
+run_job(
+    "finetune",
+    {
+        "backbone": snakemake.params.backbone,
+        "runs": [FinetuneRun(**run) for run in snakemake.params.runs],
+        "distortion": snakemake.params.distortion,
+        "train_cfg": snakemake.params.train,
+        "evaluation": snakemake.params.evaluation,
+        "views": snakemake.params.views,
+        "threads": snakemake.threads,
+        "rule": snakemake.rule,
+        "wildcards": dict(snakemake.wildcards),
+    },
+    processes=int(snakemake.resources.get("gpu", 1)),
+    log_file=snakemake.log[0],
 )

@@ -4,21 +4,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
-from robustkd.engine.jobs import pretrain_job
+from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
 spec = dict(snakemake.params.backbone)
 pretrain = dict(spec.pop("pretrain"))
-pretrain_job(
-    backbone=spec,
-    pretrain={k: v for k, v in pretrain.items() if k != "seed"},
-    seed=pretrain.get("seed", 0),
-    data_dir=snakemake.input.data,
-    views=snakemake.params.views,
-    evaluation=snakemake.params.evaluation,
-    out_weights=snakemake.output.weights,
-    threads=snakemake.threads,
-    rule=snakemake.rule,
-    wildcards=dict(snakemake.wildcards),
+# More than one GPU: the job runs under torchrun, one process per GPU.
+run_job(
+    "pretrain",
+    {
+        "backbone": spec,
+        "pretrain": {k: v for k, v in pretrain.items() if k != "seed"},
+        "seed": pretrain.get("seed", 0),
+        "data_dir": snakemake.input.data,
+        "views": snakemake.params.views,
+        "evaluation": snakemake.params.evaluation,
+        "out_weights": snakemake.output.weights,
+        "threads": snakemake.threads,
+        "rule": snakemake.rule,
+        "wildcards": dict(snakemake.wildcards),
+    },
+    processes=int(snakemake.resources.get("gpu", 1)),
+    log_file=snakemake.log[0],
 )

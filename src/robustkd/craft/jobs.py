@@ -53,6 +53,7 @@ from robustkd.distortions import seeded_generator
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
+from robustkd.engine.distributed import is_main
 from robustkd.engine.loop import TrainConfig, resolve_device, train
 from robustkd.provenance import now_iso, write_provenance
 
@@ -326,6 +327,8 @@ def teacher_job(
         device=dev,
         record=record,
     )
+    if not is_main():
+        return {}  # data-parallel: rank 0 evaluates and writes
     metrics = suite.evaluate(model, normalize, int(craft["evaluation"]["batch_size"]), dev)
     curves, bad = read_training_log(out_weights.parent / "log.jsonl")
     metrics.update(
@@ -471,6 +474,8 @@ def student_job(
             device=dev,
             record=record,
         )
+        if not is_main():
+            continue  # data-parallel: rank 0 evaluates and writes
         # --- evaluation: accuracy suite, alignment, curves, cost ------------------------------
         t0 = time.perf_counter()
         metrics = suite.evaluate(student, normalize, batch, dev)

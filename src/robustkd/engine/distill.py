@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from robustkd.distortions import Distortion
+from robustkd.engine.distributed import all_gather_no_grad, context
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from robustkd.losses.multilevel import MultiLevelLoss
 from robustkd.models.taps import vit_forward
@@ -118,4 +119,7 @@ class ContrastiveInversionTask:
         with torch.no_grad():
             t = self.teacher(self.normalize(images))  # (B, D)
         s = self.model(self.normalize(distorted))  # (B, D)
-        return contrastive_inversion_loss(s, t, self.tau)
+        # Data-parallel: the softmax runs over the teacher embeddings of the global batch.
+        ctx = context()
+        t_all = all_gather_no_grad(t)  # (world * B, D)
+        return contrastive_inversion_loss(s, t_all, self.tau, offset=ctx.rank * len(s))

@@ -24,6 +24,7 @@ from robustkd.distortions import Distortion, create_distortion
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, label_fraction_indices, load_image_set
 from robustkd.engine.distill import ContrastiveInversionTask, DistillTask, Normalize
+from robustkd.engine.distributed import context, is_main
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
 from robustkd.engine.loop import TrainConfig, resolve_device, train
@@ -134,7 +135,8 @@ def pretrain_job(
     backbone's weights (no head) in the format :func:`create_backbone` loads from a file.
 
     Returns:
-        The clean validation metrics (also written to ``metrics.json`` beside the weights).
+        The clean validation metrics (also written to ``metrics.json`` beside the weights);
+        empty on data-parallel ranks other than 0.
     """
     started, dev = now_iso(), resolve_device(device)
     workers = _threads(threads)
@@ -161,6 +163,8 @@ def pretrain_job(
         device=dev,
         record={"backbone": dict(backbone)},
     )
+    if not is_main():
+        return {}  # data-parallel: rank 0 evaluates and writes
     metrics = evaluate_classifier(
         clf,
         val_set,
@@ -297,6 +301,8 @@ def distill_job(
             device=dev,
             record=record,
         )
+        if not is_main():
+            continue  # data-parallel: rank 0 writes
         save_weights(out, student.cpu())
         _provenance(
             out.parent,
@@ -398,7 +404,10 @@ def finetune_job(
         keep = label_fraction_indices(prepared.labels("train"), run.fraction, run.seed)
         train_set = images.derive(seed=run.seed, indices=keep)
         # A small label fraction may hold fewer images than a batch: shrink the batch.
-        run_cfg = replace(cfg, batch_size=min(cfg.batch_size, len(train_set)))
+        # Data-parallel: keep it a multiple of the number of processes.
+        world = context().world
+        batch = min(cfg.batch_size, len(train_set))
+        run_cfg = replace(cfg, batch_size=max(world, batch - batch % world))
         record = {
             "backbone": spec,
             "dataset": str(run.data_dir),
@@ -416,6 +425,8 @@ def finetune_job(
             device=dev,
             record=record,
         )
+        if not is_main():
+            continue  # data-parallel: rank 0 evaluates and writes
         metrics = evaluate_classifier(
             clf,
             test_set,

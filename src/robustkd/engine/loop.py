@@ -10,6 +10,11 @@ a hard stop on a non-finite loss.
 Resume is exact because every random choice of a step is a function of (seed, epoch, step) or
 (seed, epoch, index): the batch order, the augmentation and the distortion's generator. The
 global RNG states are checkpointed too, for anything inside the model that uses them.
+
+Under ``torchrun`` (:mod:`robustkd.engine.distributed`) the loop runs data-parallel: each rank
+takes its slice of every global batch, DDP averages gradients, loss components are averaged
+across ranks before they are logged or checked, a preemption signal seen by any rank stops all
+of them at the same step, and only rank 0 writes the checkpoint and the log.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from robustkd.distortions import seeded_generator
+from robustkd.distortions import batch_shard, seeded_generator
 from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, restore_rng, save_checkpoint
 from robustkd.engine.data import ImageSet, epoch_batches, make_loader
+from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.errors import RobustKDError
 
 __all__ = [
@@ -88,7 +96,7 @@ class TrainConfig:
 
     Attributes:
         epochs: Passes over the training set.
-        batch_size: Images per step (global batch).
+        batch_size: Images per step (global batch, split evenly between data-parallel ranks).
         lr: Peak learning rate (after warmup).
         weight_decay: AdamW weight decay (not applied to norms, biases, embeddings).
         warmup_epochs: Linear warmup length, in epochs (may be fractional).
@@ -145,11 +153,14 @@ class Task(Protocol):
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """Return ``cuda`` when available for ``"auto"`` (else ``mps``, else ``cpu``), or ``name``."""
+    """Return ``cuda`` when available for ``"auto"`` (else ``mps``, else ``cpu``), or ``name``.
+
+    Under torchrun, ``"auto"`` picks this rank's GPU (``cuda:$LOCAL_RANK``).
+    """
     if name != "auto":
         return torch.device(name)
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -195,6 +206,60 @@ def _schedule(total: int, warmup: int, min_ratio: float) -> Callable[[int], floa
     return factor
 
 
+class _TaskModule(nn.Module):
+    """The task's loss as a module's forward, so DDP sees the forward pass it must sync."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__()
+        self.model = task.model  # the trainable parameters DDP averages
+        self._task = task
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        return self._task.loss(images, labels, generator)
+
+
+def _step_fn(
+    task: Task, ctx: DistContext, device: torch.device
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Generator], dict[str, torch.Tensor]]:
+    """The loss of a step: the task's own, or through DDP when there are several ranks."""
+    if ctx.world == 1:
+        return task.loss
+    ids = [device.index] if device.type == "cuda" else None
+    # Buffers (BatchNorm statistics, CRD memory banks) start equal (rank 0's are broadcast at
+    # construction) and are then updated per rank; rank 0's are saved.
+    return DistributedDataParallel(
+        _TaskModule(task), device_ids=ids, forward_sync_buffers=False, gradient_as_bucket_view=True
+    )
+
+
+def _reduce_mean(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Average a CPU tensor over ranks (identity for a single process)."""
+    if ctx.world == 1:
+        return values
+    return _all_reduce_sum(values, ctx) / ctx.world
+
+
+def _all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a CPU tensor over ranks (NCCL reduces on the rank's GPU)."""
+    out = values.to(torch.device("cuda", ctx.local_rank)) if _nccl() else values.clone()
+    dist.all_reduce(out)
+    return out.cpu()
+
+
+def _nccl() -> bool:
+    return dist.is_initialized() and dist.get_backend() == "nccl"
+
+
+def _preempted(guard: _PreemptionGuard, ctx: DistContext) -> bool:
+    """Whether any rank received a preemption signal (all ranks then stop at this step)."""
+    flag = torch.tensor([0.0 if guard.signum is None else 1.0])
+    if ctx.world == 1:
+        return bool(flag.item())
+    return bool(_all_reduce_sum(flag, ctx).item() > 0)
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Keep only the log lines of steps already done (a resumed run redoes the rest)."""
     if not path.exists():
@@ -224,12 +289,22 @@ def train(
         device: Where to compute.
         record: Resolved config stored in every checkpoint.
 
+    Under torchrun every rank calls this with the same arguments; rank 0 writes the files.
+
     Returns:
         A summary: steps, epochs, final loss components, images/s, resumed-from step.
 
     Raises:
         NonFiniteError: A loss component became NaN/inf (names the step and component).
+        ValueError: The global batch does not split evenly between the ranks.
     """
+    ctx = context()
+    if cfg.batch_size % ctx.world:
+        raise ValueError(
+            f"global batch size {cfg.batch_size} does not split evenly between {ctx.world} "
+            "data-parallel processes"
+        )
+    local = cfg.batch_size // ctx.world
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
@@ -262,9 +337,13 @@ def train(
         restore_rng(ckpt["rng"])
         step = resumed_from = int(ckpt["step"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
-    _truncate_log(log_path, step)
+    if ctx.main:
+        _truncate_log(log_path, step)
+    step_loss = _step_fn(task, ctx, device)
 
     def checkpoint() -> None:
+        if not ctx.main:
+            return
         save_checkpoint(
             ckpt_path,
             model=model,
@@ -288,11 +367,15 @@ def train(
 
     # --- loop ----------------------------------------------------------------------------------
     model.train()
-    with open(log_path, "a") as log_file, _PreemptionGuard() as preemption:
+    log_target = log_path if ctx.main else os.devnull
+    with open(log_target, "a") as log_file, _PreemptionGuard() as preemption:
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             dataset.set_epoch(epoch)
-            batches = epoch_batches(len(dataset), cfg.batch_size, seed, epoch)[offset:]
+            batches = [
+                b[ctx.rank * local : (ctx.rank + 1) * local]
+                for b in epoch_batches(len(dataset), cfg.batch_size, seed, epoch)[offset:]
+            ]
             loader = make_loader(dataset, batches, cfg.workers, pin_memory=device.type == "cuda")
             for images, labels in loader:
                 if step == kill_at:
@@ -300,10 +383,11 @@ def train(
                     os.kill(os.getpid(), signal.SIGKILL)
                 if step == term_at:
                     os.kill(os.getpid(), signal.SIGTERM)
-                if preemption.signum is not None:
+                if _preempted(preemption, ctx):
                     log_file.flush()
                     checkpoint()
-                    name = signal.Signals(preemption.signum).name
+                    barrier()  # rank 0's checkpoint is on disk before any rank exits
+                    name = signal.Signals(preemption.signum or signal.SIGTERM).name
                     raise Preempted(
                         f"{name} received: checkpoint of step {step} written to {ckpt_path}; "
                         "rerun the job to resume"
@@ -314,9 +398,10 @@ def train(
                 autocast = (
                     torch.autocast(device.type, dtype=amp_dtype) if use_amp else nullcontext()
                 )
-                with autocast:
-                    losses = task.loss(images, labels, generator)
+                with autocast, batch_shard(ctx.rank, ctx.world):
+                    losses = step_loss(images, labels, generator)
                 values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
+                values = _reduce_mean(values, ctx)  # the global batch's components
                 if not bool(torch.isfinite(values).all()):
                     named = zip(losses, values.tolist(), strict=True)
                     bad = [k for k, v in named if not math.isfinite(v)]
@@ -335,7 +420,7 @@ def train(
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 step += 1
-                seen += len(images)
+                seen += len(images) * ctx.world
                 last = dict(zip(losses, values.tolist(), strict=True))
                 log_file.write(json.dumps({"step": step, "epoch": epoch, "lr": lr, **last}) + "\n")
                 if step % cfg.log_every == 0 or step == total or interactive:

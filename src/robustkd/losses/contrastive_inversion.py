@@ -17,28 +17,37 @@ __all__ = ["contrastive_inversion_loss"]
 
 
 def contrastive_inversion_loss(
-    student: Tensor, teacher: Tensor, tau: float = 0.1
+    student: Tensor, teacher: Tensor, tau: float = 0.1, *, offset: int = 0
 ) -> dict[str, Tensor]:
     """Return the CI loss and the mean positive cosine similarity.
 
     Args:
         student: (B, D) student embeddings of distorted images.
-        teacher: (B, D) teacher embeddings of the clean images (detached here).
+        teacher: (B, D) teacher embeddings of the clean images (detached here), or (N, D)
+            with N >= B: those of a whole global batch gathered from every process.
         tau: Temperature (0.1 in the official code).
+        offset: Row of ``teacher`` holding student row 0's positive (the process's first
+            sample in the global batch); student i's positive is teacher row ``offset + i``.
 
     Returns:
         ``{"loss": cross-entropy, "positive_cosine": mean s_i.t_i}``.
     """
-    if student.shape != teacher.shape or student.ndim != 2:
+    if (
+        student.ndim != 2
+        or teacher.ndim != 2
+        or student.shape[1] != teacher.shape[1]
+        or not 0 <= offset <= len(teacher) - len(student)
+    ):
         raise ValueError(
-            f"expected equal (B, D) embeddings, got {tuple(student.shape)} and "
-            f"{tuple(teacher.shape)}"
+            f"expected (B, D) student and (N >= offset + B, D) teacher embeddings, got "
+            f"{tuple(student.shape)} and {tuple(teacher.shape)} with offset {offset}"
         )
     s = F.normalize(student.float(), dim=1)  # (B, D)
-    t = F.normalize(teacher.detach().float(), dim=1)  # (B, D)
-    logits = s @ t.T / tau  # (B, B): row i = student i against every teacher embedding
-    target = torch.arange(len(s), device=s.device)
+    t = F.normalize(teacher.detach().float(), dim=1)  # (N, D)
+    logits = s @ t.T / tau  # (B, N): row i = student i against every teacher embedding
+    target = torch.arange(len(s), device=s.device) + offset
+    positives = t[offset : offset + len(s)]  # (B, D)
     return {
         "loss": F.cross_entropy(logits, target),
-        "positive_cosine": (s * t).sum(dim=1).mean().detach(),
+        "positive_cosine": (s * positives).sum(dim=1).mean().detach(),
     }

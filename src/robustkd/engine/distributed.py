@@ -1,0 +1,207 @@
+"""Data-parallel training under ``torchrun``: rank bookkeeping, reductions and the launcher.
+
+A training job with more than one GPU runs as ``torchrun --standalone --nproc-per-node N``:
+every process (rank) builds the same model, takes its contiguous slice of each *global* batch,
+and DDP averages the gradients, so N processes at global batch B step like one process at B.
+Rank 0 alone writes checkpoints, logs, weights, metrics and provenance.
+
+Exactness across world sizes (what ``tests/test_distributed.py`` checks):
+
+- The batches of an epoch are drawn for the global batch (:func:`~robustkd.engine.data.
+  epoch_batches`) and split by rank, so the images of a step do not depend on N (torch's
+  ``DistributedSampler`` instead deals each rank its own permutation stride, so a step's images
+  would depend on N).
+- Distortions draw their randomness for the whole global batch and keep the rank's slice
+  (:func:`robustkd.distortions.batch_shard`), so every image gets the mask or noise it gets
+  in a single process.
+- Losses that average over samples are exact; Contrastive Inversion gathers the teacher
+  embeddings of all ranks, so its softmax runs over the global batch as in one process.
+- Not exact, as in any DDP code: BatchNorm statistics are per rank (the CNNs of CRAFT and the
+  CLIP stand-in), and CRAFT's per-batch corruption choices and CRD's negatives are drawn per
+  rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from robustkd.errors import RobustKDError
+
+__all__ = [
+    "DistContext",
+    "LaunchError",
+    "all_gather_no_grad",
+    "barrier",
+    "context",
+    "is_main",
+    "run_job",
+]
+
+log = logging.getLogger(__name__)
+
+
+class LaunchError(RobustKDError):
+    """A multi-process (torchrun) job failed; the message names the job and exit code."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a data-parallel run.
+
+    Attributes:
+        rank: This process's rank, 0 .. world - 1.
+        world: Number of processes (1 when not distributed).
+        local_rank: Rank on this node (selects the GPU).
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files (rank 0)."""
+        return self.rank == 0
+
+
+def context() -> DistContext:
+    """Return the current process group's rank and size (rank 0 of 1 when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(
+            dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        )
+    return DistContext()
+
+
+def is_main() -> bool:
+    """Whether this process is rank 0 (always true outside a process group)."""
+    return context().main
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if context().world > 1:
+        dist.barrier()
+
+
+def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (B, ...) of every rank along dim 0, in rank order, without gradient.
+
+    Every rank must pass the same shape. Outside a process group, returns ``x`` detached.
+    """
+    ctx = context()
+    x = x.detach().contiguous()
+    if ctx.world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(ctx.world)]
+    dist.all_gather(parts, x)
+    return torch.cat(parts)  # (world * B, ...)
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+
+def _job_table() -> dict[str, Callable[..., Any]]:
+    from robustkd.craft import jobs as craft_jobs
+    from robustkd.engine import jobs
+
+    return {
+        "pretrain": jobs.pretrain_job,
+        "distill": jobs.distill_job,
+        "finetune": jobs.finetune_job,
+        "craft_teacher": craft_jobs.teacher_job,
+        "craft_student": craft_jobs.student_job,
+    }
+
+
+def run_job(
+    name: str,
+    kwargs: Mapping[str, Any],
+    *,
+    processes: int = 1,
+    log_file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Run a training job in this process, or under ``torchrun`` with several processes.
+
+    Args:
+        name: ``pretrain``, ``distill``, ``finetune``, ``craft_teacher`` or ``craft_student``.
+        kwargs: The job function's keyword arguments (``threads`` is split between processes).
+        processes: Processes (GPUs) of the job; > 1 launches ``torchrun --standalone``.
+        log_file: The job's log, which the ranks append to (tagged with their rank).
+
+    Returns:
+        The job's return value (``None`` when run under torchrun: rank 0 wrote the outputs).
+
+    Raises:
+        ValueError: An unknown job name.
+        LaunchError: torchrun exited non-zero (the ranks' errors are in the job's log).
+    """
+    table = _job_table()
+    if name not in table:
+        raise ValueError(f"unknown training job {name!r} (known: {sorted(table)})")
+    if processes <= 1:
+        return table[name](**kwargs)
+    args = dict(kwargs)
+    args["threads"] = max(1, int(args.get("threads", 1)) // processes)
+    with tempfile.TemporaryDirectory(prefix="robustkd-launch-") as tmp:
+        spec = Path(tmp) / "job.pkl"
+        log_path = None if log_file is None else str(log_file)
+        spec.write_bytes(pickle.dumps({"name": name, "kwargs": args, "log": log_path}))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+            "-m",
+            "robustkd.engine.distributed",
+            str(spec),
+        ]
+        log.info("launching %s job on %d processes: %s", name, processes, " ".join(cmd))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The ranks import this very copy of the package (a workflow script puts src/ on
+        # sys.path, which a child process does not inherit).
+        src = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+        done = subprocess.run(cmd, check=False, env=env)
+    if done.returncode != 0:
+        raise LaunchError(
+            f"{name} job under torchrun ({processes} processes) exited with code "
+            f"{done.returncode}; see the ranks' errors above"
+        )
+    return None
+
+
+def _worker(spec_path: str) -> None:
+    """Entry point of one torchrun rank: join the group, run the job, leave the group."""
+    from robustkd.joblog import configure_job_logging
+
+    spec = pickle.loads(Path(spec_path).read_bytes())
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    ctx = context()
+    configure_job_logging(spec["log"], append=True, tag=f"[rank {ctx.rank}/{ctx.world}] ")
+    try:
+        _job_table()[spec["name"]](**spec["kwargs"])
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
