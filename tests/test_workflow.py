@@ -89,6 +89,13 @@ def test_demo_dag_end_to_end(workdir):
     for fig in ("fig2", "fig3", "fig4"):
         for ext in ("png", "pdf", "csv"):
             assert (workdir / f"results/figures/{fig}.{ext}").stat().st_size > 0
+        # Each figure's provenance hashes the figure and every metrics file it was drawn from.
+        prov = json.loads((workdir / f"results/figures/{fig}.provenance.json").read_text())
+        assert set(prov["outputs"]) == {f"results/figures/{fig}.{e}" for e in ("png", "pdf", "csv")}
+        assert prov["inputs"] and all(len(h) == 64 for h in prov["inputs"].values()), fig
+    craft = json.loads((workdir / "results/craft/figures/provenance.json").read_text())
+    assert "results/craft/figures/alignment_heatmap.png" in craft["outputs"]
+    assert "results/craft/students/craft/seed1/metrics.json" in craft["inputs"]
     fig3 = pd.read_csv(workdir / "results/figures/fig3.csv")
     assert set(fig3["fraction"]) == {0.5, 1.0}
 

@@ -91,6 +91,7 @@ rule craft_report:
     output:
         tables=craft_layout.table_files(),
         figures=craft_layout.figure_files(),
+        figures_provenance=craft_layout.figures_provenance(),
     log:
         "logs/craft/report.log",
     conda:

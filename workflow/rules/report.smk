@@ -45,6 +45,7 @@ rule make_figure:
         ),
         pdf="results/figures/{figure}.pdf",
         csv="results/figures/{figure}.csv",
+        prov="results/figures/{figure}.provenance.json",
     log:
         "logs/report/{figure}.log",
     conda:
@@ -68,6 +69,7 @@ rule make_fig4:
         ),
         pdf="results/figures/fig4.pdf",
         csv="results/figures/fig4.csv",
+        prov="results/figures/fig4.provenance.json",
     log:
         "logs/report/fig4.log",
     conda:

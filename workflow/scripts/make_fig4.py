@@ -5,10 +5,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 from robustkd.joblog import configure_job_logging
+from robustkd.provenance import now_iso, write_provenance
 from robustkd.report.figures import plot_attention_maps
 from robustkd.report.paper import fig4_panels
 
 configure_job_logging(snakemake.log[0])
+started = now_iso()
 panels = fig4_panels(
     backbone=snakemake.params.backbone,
     teacher_weights=None,
@@ -21,3 +23,17 @@ panels = fig4_panels(
     seed=snakemake.params.seed,
 )
 plot_attention_maps(panels, "results/figures/fig4")
+write_provenance(
+    snakemake.output.prov,
+    rule=snakemake.rule,
+    inputs=list(snakemake.input),
+    outputs=[snakemake.output.png, snakemake.output.pdf, snakemake.output.csv],
+    config={
+        "backbone": snakemake.params.backbone,
+        "distortions": snakemake.params.distortions,
+        "images": snakemake.params.images,
+        "views": snakemake.params.views,
+    },
+    seed=snakemake.params.seed,
+    started=started,
+)

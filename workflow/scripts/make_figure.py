@@ -5,10 +5,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 
 from robustkd.joblog import configure_job_logging
+from robustkd.provenance import now_iso, write_provenance
 from robustkd.report.figures import plot_label_fractions, plot_severity_curves
 from robustkd.report.paper import fig2_frame, fig3_frame
 
 configure_job_logging(snakemake.log[0])
+started = now_iso()
 name = snakemake.wildcards.figure
 config = snakemake.params.config
 prefix = f"results/figures/{name}"
@@ -16,3 +18,12 @@ if name == "fig2":
     plot_severity_curves(fig2_frame(config), prefix)
 else:
     plot_label_fractions(fig3_frame(config), prefix)
+write_provenance(
+    snakemake.output.prov,
+    rule=snakemake.rule,
+    inputs=list(snakemake.input),
+    outputs=[snakemake.output.png, snakemake.output.pdf, snakemake.output.csv],
+    wildcards=dict(snakemake.wildcards),
+    config={f"experiments.{name}": config["experiments"][name], "seeds": config["seeds"]},
+    started=started,
+)

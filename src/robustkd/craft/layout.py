@@ -32,6 +32,7 @@ __all__ = [
     "study_outputs",
     "table_files",
     "figure_files",
+    "figures_provenance",
     "teacher_files",
 ]
 
@@ -108,6 +109,11 @@ def table_files() -> list[str]:
 def figure_files() -> list[str]:
     """Every figure file (PNG, PDF and the CSV of its data)."""
     return [f"{ROOT}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf", "csv")]
+
+
+def figures_provenance() -> str:
+    """The figures' ``provenance.json`` (inputs and outputs hashed)."""
+    return f"{ROOT}/figures/provenance.json"
 
 
 def study_outputs(config: Mapping[str, Any]) -> list[str]:

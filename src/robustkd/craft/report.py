@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from robustkd.atomic import atomic_write_bytes, atomic_write_text
 from robustkd.craft import layout
 from robustkd.craft.corruptions import corruption_family
-from robustkd.provenance import now_iso
+from robustkd.provenance import now_iso, write_provenance
 from robustkd.report.tables import (
     TABLE_FORMATS,
     Cell,
@@ -889,16 +889,29 @@ def write_figures(runs: Runs, out_dir: str | os.PathLike[str]) -> None:
 def report_job(config: Mapping[str, Any], rule: str = "craft_report") -> None:
     """Write every table and figure of the study (paths from :mod:`robustkd.craft.layout`).
 
+    The tables carry their cell-level provenance; the figures share one ``provenance.json``
+    hashing them and every metrics file they were drawn from.
+
     Args:
         config: ``craft``, ``methods.craft`` and ``seeds`` of the merged config.
         rule: Rule name for the tables' provenance.
     """
+    started = now_iso()
     runs = load_runs(config)
     tables = Path(layout.ROOT) / "tables"
     tables.mkdir(parents=True, exist_ok=True)
     provenance = {"rule": rule, "config": dict(config)}
     write_craft_table(runs, tables / "craft_table", config, provenance)
     write_breakdown_tables(runs, config, tables, provenance)
-    write_figures(runs, Path(layout.ROOT) / "figures")
+    figures = Path(layout.ROOT) / "figures"
+    write_figures(runs, figures)
+    write_provenance(
+        layout.figures_provenance(),
+        rule=rule,
+        inputs=[runs.teacher_path, *runs.paths.values()],
+        outputs=layout.figure_files(),
+        config=config,
+        started=started,
+    )
     if any(math.isnan(float(v["robust_heldout"])) for v in runs.metrics.values()):
         raise ValueError("a primary metric is NaN")
