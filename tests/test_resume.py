@@ -127,3 +127,60 @@ def test_preemption_signal_checkpoints_then_resumes_identically(setup, tmp_path)
     a = torch.load(tmp_path / "whole" / "student.pth")
     b = torch.load(tmp_path / "cut" / "student.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _in_process(root, out, **train):
+    from robustkd.engine.jobs import distill_job
+
+    kwargs = distill_kwargs(root, out)
+    kwargs["train_cfg"] = {**kwargs["train_cfg"], **train}
+    distill_job(**kwargs)
+    return torch.load(out)
+
+
+def test_a_checkpoint_of_other_code_settings_or_data_is_not_resumed(
+    setup, tmp_path, monkeypatch, caplog
+):
+    """A rerun (outputs removed, as Snakemake does) reuses only a checkpoint of the same run."""
+    from robustkd.engine import loop
+
+    out = tmp_path / "run" / "student.pth"
+    first = _in_process(setup, out)
+
+    # Same code, settings and data: the finished checkpoint is reused, nothing retrains.
+    out.unlink()
+    caplog.set_level("INFO")
+    again = _in_process(setup, out)
+    assert "at step 10/10" in caplog.text and "ignoring" not in caplog.text
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+    # Another learning rate: the checkpoint is ignored and the student equals a fresh run's.
+    out.unlink()
+    caplog.clear()
+    changed = _in_process(setup, out, lr=5e-4)
+    assert "other training settings and config; training starts afresh" in caplog.text
+    fresh = _in_process(setup, tmp_path / "fresh" / "student.pth", lr=5e-4)
+    assert all(torch.equal(changed[k], fresh[k]) for k in fresh)
+    assert not all(torch.equal(changed[k], first[k]) for k in first)
+
+    # Other code (the package's source digest): ignored as well.
+    out.unlink()
+    caplog.clear()
+    monkeypatch.setattr(loop, "code_digest", lambda: "0" * 64)
+    _in_process(setup, out, lr=5e-4)
+    assert "other code; training starts afresh" in caplog.text
+
+    # Other data (the prepared manifest changed, by a byte): ignored.
+    monkeypatch.undo()
+    out.unlink()
+    _in_process(setup, out, lr=5e-4)  # a checkpoint of this code again
+    manifest = setup / "data" / "manifest.csv"
+    original = manifest.read_bytes()
+    out.unlink()
+    caplog.clear()
+    try:
+        manifest.write_bytes(original + b"\n")
+        _in_process(setup, out, lr=5e-4)
+    finally:
+        manifest.write_bytes(original)
+    assert "other data; training starts afresh" in caplog.text

@@ -7,6 +7,7 @@ contract"). This module builds those records.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import os
 import platform
@@ -20,6 +21,7 @@ from typing import Any
 from robustkd.atomic import write_json_atomic
 
 __all__ = [
+    "code_digest",
     "code_version",
     "now_iso",
     "sha256_file",
@@ -75,6 +77,21 @@ def code_version(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(status.strip())}
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 over the source of the installed ``robustkd`` package (every ``.py`` file).
+
+    Unlike the git commit it changes with uncommitted edits, and it ignores everything outside
+    the package (tests, docs, the workflow's adapters).
+    """
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def software_versions() -> dict[str, str | None]:

@@ -75,6 +75,10 @@ class IndexedImages(Dataset):
         """Select the augmentation stream of ``epoch`` (the loop calls this)."""
         self.images.set_epoch(epoch)
 
+    def fingerprint(self) -> str:
+        """The wrapped set's fingerprint (see :meth:`ImageSet.fingerprint`)."""
+        return self.images.fingerprint()
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         img, label = self.images[i]
         return img, torch.stack([torch.as_tensor(label).long(), torch.tensor(i)])

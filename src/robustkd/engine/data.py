@@ -12,6 +12,7 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -165,6 +166,18 @@ class ImageSet(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of ``epoch``."""
         self.epoch = epoch
+
+    def fingerprint(self) -> str:
+        """A digest of what this set yields: the prepared manifest, the rows, the view, the seed.
+
+        Training stores it in checkpoints, so a checkpoint is not resumed on other data.
+        """
+        h = hashlib.sha256()
+        for name in ("manifest.csv", "classes.txt"):
+            h.update(hashlib.sha256((self.prepared.root / name).read_bytes()).digest())
+        h.update(repr((self.rows, self.view, self.train, self.seed)).encode())
+        h.update(b"" if self.cache is None else repr(tuple(self.cache.shape)).encode())
+        return h.hexdigest()
 
     def _raw(self, i: int) -> torch.Tensor:
         if self.cache is not None:

@@ -7,6 +7,10 @@ cosine decay per step, mixed precision on GPUs, gradient clipping, checkpoints e
 at each epoch end, exact resume, a JSON-lines log of every loss component, a progress line, and
 a hard stop on a non-finite loss.
 
+A checkpoint is resumed only if it was written by the same code (a digest of the package's
+source), training settings, seed, resolved config and data; otherwise, e.g. when Snakemake reruns
+a job after the code or a parameter changed, training starts afresh.
+
 Resume is exact because every random choice of a step is a function of (seed, epoch, step) or
 (seed, epoch, index): the batch order, the augmentation and the distortion's generator. The
 global RNG states are checkpointed too, for anything inside the model that uses them.
@@ -43,6 +47,7 @@ from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, restore_
 from robustkd.engine.data import ImageSet, epoch_batches, make_loader
 from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.errors import RobustKDError
+from robustkd.provenance import code_digest
 
 __all__ = [
     "PREEMPT_SIGNALS",
@@ -252,6 +257,33 @@ def _nccl() -> bool:
     return dist.is_initialized() and dist.get_backend() == "nccl"
 
 
+# Settings that do not change the result: a run may resume with other values of them.
+_NOT_IDENTITY = ("workers", "log_every", "checkpoint_every")
+
+
+def _run_identity(
+    cfg: TrainConfig, record: Mapping[str, Any] | None, seed: int, dataset: Any, total: int
+) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: code, settings, seed, data (as JSON)."""
+    train_cfg = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
+    fingerprint = getattr(dataset, "fingerprint", None)
+    fields = {
+        "code": code_digest(),
+        "training settings": {**train_cfg, "steps": total, "seed": seed},
+        "config": dict(record or {}),
+        "data": fingerprint() if callable(fingerprint) else None,
+    }
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in fields.items()}
+
+
+def _stale(saved: Mapping[str, str] | None, current: Mapping[str, str]) -> str | None:
+    """Name what differs between a checkpoint's identity and this run's; None if nothing."""
+    if saved is None:
+        return "or unrecorded code, settings and data"
+    differ = [k for k in current if saved.get(k) != current[k]]
+    return " and ".join(differ) or None
+
+
 def _preempted(guard: _PreemptionGuard, ctx: DistContext) -> bool:
     """Whether any rank received a preemption signal (all ranks then stop at this step)."""
     flag = torch.tensor([0.0 if guard.signum is None else 1.0])
@@ -328,7 +360,16 @@ def train(
 
     # --- resume --------------------------------------------------------------------------------
     step, resumed_from = 0, None
+    identity = _run_identity(cfg, record, seed, dataset, total)
     ckpt = load_checkpoint(ckpt_path)
+    stale = None if ckpt is None else _stale(ckpt.get("identity"), identity)
+    if stale:
+        log.warning(
+            "ignoring %s: it was written by a run with other %s; training starts afresh",
+            ckpt_path,
+            stale,
+        )
+        ckpt = None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -356,6 +397,7 @@ def train(
                 "train_config": asdict(cfg),
                 "config": dict(record or {}),
                 "seed": seed,
+                "identity": identity,
             },
         )
 
