@@ -264,13 +264,17 @@ _NOT_IDENTITY = ("workers", "log_every", "checkpoint_every")
 def _run_identity(
     cfg: TrainConfig, record: Mapping[str, Any] | None, seed: int, dataset: Any, total: int
 ) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: code, settings, seed, data (as JSON)."""
+    """What a checkpoint must match to be resumed: code, settings, seed, data (as JSON).
+
+    The record's ``train`` entry (the jobs record the training settings there too) is left out
+    of ``config``: the training settings are compared without the result-neutral ones.
+    """
     train_cfg = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
     fingerprint = getattr(dataset, "fingerprint", None)
     fields = {
         "code": code_digest(),
         "training settings": {**train_cfg, "steps": total, "seed": seed},
-        "config": dict(record or {}),
+        "config": {k: v for k, v in (record or {}).items() if k != "train"},
         "data": fingerprint() if callable(fingerprint) else None,
     }
     return {k: json.dumps(v, sort_keys=True, default=str) for k, v in fields.items()}
