@@ -90,7 +90,7 @@ def code_digest() -> str:
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
         h.update(str(f.relative_to(root)).encode() + b"\0")
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+        h.update(sha256_file(f).encode())
     return h.hexdigest()
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from robustkd.data.prepared import PreparedDataset
+from robustkd.provenance import sha256_file
 
 __all__ = [
     "ImageSet",
@@ -174,7 +175,7 @@ class ImageSet(Dataset):
         """
         h = hashlib.sha256()
         for name in ("manifest.csv", "classes.txt"):
-            h.update(hashlib.sha256((self.prepared.root / name).read_bytes()).digest())
+            h.update(sha256_file(self.prepared.root / name).encode())
         h.update(repr((self.rows, self.view, self.train, self.seed)).encode())
         h.update(b"" if self.cache is None else repr(tuple(self.cache.shape)).encode())
         return h.hexdigest()
