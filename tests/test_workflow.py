@@ -39,6 +39,17 @@ def run(workdir, *args):
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
 
 
+def _failure(proc, logs):
+    """What a failed run said: torchrun's error lines, Snakemake's end and each job log's end."""
+    keys = ("error", "traceback", "exitcode", "signal", "closed")
+    errors = [ln for ln in proc.stderr.splitlines() if any(k in ln.lower() for k in keys)]
+    parts = ["\n".join(errors)[-4000:], proc.stderr[-2000:]]
+    for path in logs:
+        text = path.read_text() if path.exists() else "(missing)"
+        parts.append(f"--- {path.name}:\n{text[-3000:]}")
+    return "\n".join(parts)
+
+
 @pytest.mark.e2e
 def test_demo_dag_end_to_end(workdir):
     for dataset, (splits, n_classes) in EXPECTED.items():
@@ -190,8 +201,9 @@ def test_jobs_given_two_gpus_run_under_torchrun(workdir, tmp_path):
             str((runs["craft"] / "seed1" / "student.pth").relative_to(workdir)),
         ]
         proc = run(workdir, *targets, "--set-resources", "distill:gpu=2", "craft_student:gpu=2")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        log = (workdir / "logs" / "distill" / "ours" / "mask-0.90.log").read_text()
+        logs = [workdir / f"logs/{p}.log" for p in ("distill/ours/mask-0.90", "craft/students/crd")]
+        assert proc.returncode == 0, _failure(proc, logs)
+        log = logs[0].read_text()
         assert "launching distill job on 2 processes" in log
         assert "[rank 0/2]" in log and "[rank 1/2]" in log
         for seed in (0, 1):
@@ -199,7 +211,7 @@ def test_jobs_given_two_gpus_run_under_torchrun(workdir, tmp_path):
             got = _without_key_bias(torch.load(runs["distill"] / f"seed{seed}" / "student.pth"))
             gap = max((ref[k] - got[k]).abs().max().item() for k in ref)
             assert gap < ATOL_WEIGHTS, (seed, gap)
-        craft_log = (workdir / "logs" / "craft" / "students" / "crd.log").read_text()
+        craft_log = logs[1].read_text()
         assert "launching craft_student job on 2 processes" in craft_log
         assert "[rank 1/2]" in craft_log
         for seed in (0, 1):

@@ -199,6 +199,10 @@ def _worker(spec_path: str) -> None:
     configure_job_logging(spec["log"], append=True, tag=f"[rank {ctx.rank}/{ctx.world}] ")
     try:
         _job_table()[spec["name"]](**spec["kwargs"])
+        # Rank 0 evaluates and writes after the last step while the others are done: they wait
+        # for it here, so no rank closes its connections while another still holds the group
+        # (gloo may then fail the still-running rank with "Connection closed by peer").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
