@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 
-from robustkd.audit import AuditError, audit, find_table_provenance
+from robustkd.audit import AuditError, _machine, audit, find_table_provenance
 from robustkd.cli import main
 from robustkd.provenance import sha256_file, write_provenance
 from robustkd.report.tables import Cell, TableSpec, build_table, with_reference_comparisons
@@ -162,6 +163,7 @@ def test_intact_chain_passes_and_prints_every_link(chain):
         "<- demo_raw  results/raw_demo/toy/provenance.json",
         "<- source  config/classes.txt",
         "seed 1 | commit",
+        f"| cpu ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads) |",
         "loss.lambda_a=10.0",
         "3 manifest images",
     ):
@@ -379,3 +381,10 @@ def test_metric_values_top_level_or_nested(tmp_path):
     assert _metric_value(p, "cost.train_seconds") == 2.5
     assert _metric_value(p, "a.b") == 1.0  # a top-level key with a dot wins
     assert _metric_value(p, "cost.nope") is None and _metric_value(tmp_path / "x", "top1") is None
+
+
+def test_link_names_the_machine_and_older_records_just_the_device():
+    hw = {"cpu": "AMD EPYC", "torch_cpu_capability": "AVX512", "torch_threads": 2}
+    assert _machine({"device": "cpu", "hardware": hw}) == "cpu (AVX512, 2 threads)"
+    assert _machine({"device": "cuda:0"}) == "cuda:0"  # written before records named hardware
+    assert _machine({"device": "cpu", "hardware": {**hw, "torch_cpu_capability": None}}) == "cpu"

@@ -130,6 +130,15 @@ def _check_record(rec: Mapping[str, Any], path: Path) -> None:
             raise AuditError(f"{path}: malformed provenance ({key!r} is not path -> sha256)")
 
 
+def _machine(rec: Mapping[str, Any]) -> str:
+    """Where a job computed: its device and, if recorded, torch's CPU kernels and threads."""
+    device = str(rec.get("device", "?"))
+    hw = rec.get("hardware")
+    if not isinstance(hw, Mapping) or hw.get("torch_cpu_capability") is None:
+        return device
+    return f"{device} ({hw['torch_cpu_capability']}, {hw.get('torch_threads')} threads)"
+
+
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(value, Mapping) and value:
         for k in sorted(value, key=str):
@@ -440,7 +449,7 @@ class Auditor:
         seed = rec.get("seed")
         self._say(
             d,
-            f"seed {seed if seed is not None else '-'} | commit {commit} | "
+            f"seed {seed if seed is not None else '-'} | commit {commit} | {_machine(rec)} | "
             f"{wildcards or 'no wildcards'} | {rec.get('finished', '?')}",
         )
         self._say_wrapped(

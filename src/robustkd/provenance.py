@@ -23,6 +23,7 @@ from robustkd.atomic import write_json_atomic
 __all__ = [
     "code_digest",
     "code_version",
+    "hardware",
     "now_iso",
     "sha256_file",
     "software_versions",
@@ -105,6 +106,44 @@ def software_versions() -> dict[str, str | None]:
     return versions
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """Return what the computer adds to a result: CPU, torch's CPU kernels, threads, GPUs.
+
+    Float rounding, and so the trained weights, depends on the kernels a CPU selects
+    (``torch_cpu_capability``: AVX2, AVX512, ...) and on the thread count: the same seed and code
+    give bit-identical results on one kind of machine, not across kinds. Works without torch
+    (the report environment): the torch fields are then ``None``.
+    """
+    info: dict[str, Any] = {
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "torch_cpu_capability": None,
+        "torch_threads": None,
+        "cuda_devices": None,
+    }
+    try:
+        import torch
+    except ImportError:
+        return info
+    info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    info["torch_threads"] = torch.get_num_threads()
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(count)]
+    return info
+
+
 def _hash_paths(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in paths:
@@ -157,6 +196,7 @@ def write_provenance(
         "code": code_version(),
         "software": software_versions(),
         "device": device,
+        "hardware": hardware(),
         "argv": list(sys.argv),
         "started": started or now_iso(),
         "finished": now_iso(),

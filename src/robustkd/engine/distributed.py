@@ -31,6 +31,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# How long a rank waits in a collective. Rank 0 evaluates and writes alone after each seed's
+# training (the full CIFAR-10-C suite, or five transfer test sets) while the other ranks wait for
+# it, in the next seed's first collective or before leaving the group; torch's defaults (10 min
+# for NCCL, 30 min for gloo) could cut that wait short. A hung job still ends at its SLURM
+# runtime limit.
+GROUP_TIMEOUT = timedelta(hours=2)
 
 
 class LaunchError(RobustKDError):
@@ -194,7 +202,7 @@ def _worker(spec_path: str) -> None:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if cuda:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=GROUP_TIMEOUT)
     ctx = context()
     configure_job_logging(spec["log"], append=True, tag=f"[rank {ctx.rank}/{ctx.world}] ")
     try:
