@@ -163,7 +163,7 @@ def test_intact_chain_passes_and_prints_every_link(chain):
         "<- demo_raw  results/raw_demo/toy/provenance.json",
         "<- source  config/classes.txt",
         "seed 1 | commit",
-        f"| cpu ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads) |",
+        f"| cpu ({torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} thread",
         "loss.lambda_a=10.0",
         "3 manifest images",
     ):
@@ -386,5 +386,7 @@ def test_metric_values_top_level_or_nested(tmp_path):
 def test_link_names_the_machine_and_older_records_just_the_device():
     hw = {"cpu": "AMD EPYC", "torch_cpu_capability": "AVX512", "torch_threads": 2}
     assert _machine({"device": "cpu", "hardware": hw}) == "cpu (AVX512, 2 threads)"
+    one = {**hw, "torch_threads": 1}
+    assert _machine({"device": "cpu", "hardware": one}) == "cpu (AVX512, 1 thread)"
     assert _machine({"device": "cuda:0"}) == "cuda:0"  # written before records named hardware
     assert _machine({"device": "cpu", "hardware": {**hw, "torch_cpu_capability": None}}) == "cpu"

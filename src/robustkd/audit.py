@@ -136,7 +136,8 @@ def _machine(rec: Mapping[str, Any]) -> str:
     hw = rec.get("hardware")
     if not isinstance(hw, Mapping) or hw.get("torch_cpu_capability") is None:
         return device
-    return f"{device} ({hw['torch_cpu_capability']}, {hw.get('torch_threads')} threads)"
+    threads = hw.get("torch_threads")
+    return f"{device} ({hw['torch_cpu_capability']}, {threads} thread{'' if threads == 1 else 's'})"
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
