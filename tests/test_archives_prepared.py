@@ -1,6 +1,9 @@
 import io
+import os
+import shutil
 import tarfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +157,24 @@ def test_incomplete_folder_is_refused(tmp_path):
     (tmp_path / "prep" / "manifest.csv").write_text("split,label,path,index,sha256\n")
     with pytest.raises(DataError, match="classes.txt: missing"):
         PreparedDataset(tmp_path / "prep")
+
+
+def test_links_inside_the_project_are_relative_so_it_can_move(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    raw = project / "results" / "raw"
+    raw.mkdir(parents=True)
+    a = _png(raw / "a.png", (255, 0, 0))
+    outside = _png(tmp_path / "b.png", (0, 0, 255))  # raw data outside the project: absolute
+    monkeypatch.chdir(project)
+    out = Path("results") / "data" / "toy"
+    with PreparedWriter(out, ["red", "blue"], provenance={"rule": "test"}) as w:
+        w.add_file("train", 0, a, name="red/a.png")
+        w.add_file("train", 1, outside, name="blue/b.png")
+    link = out / "images" / "train" / "red" / "a.png"
+    assert os.readlink(link) == "../../../../../raw/a.png"  # up from data/toy/images/train/red
+    assert Path(os.readlink(out / "images" / "train" / "blue" / "b.png")) == outside.resolve()
+    moved = tmp_path / "moved"
+    monkeypatch.chdir(tmp_path)
+    shutil.move(project, moved)
+    images, labels = PreparedDataset(moved / "results" / "data" / "toy").load_split("train")
+    assert labels.tolist() == [0, 1] and images[0, 0, 0].tolist() == [255, 0, 0]

@@ -287,3 +287,15 @@ def test_options_and_size_are_checked(tmp_path: Path) -> None:
         cifar.write_demo_raw_cifar10(tmp_path, seed=0, train_per_class=1, test_per_class=1, size=16)
     with pytest.raises(ValueError, match="96x96"):
         stl10.write_demo_raw_stl10(tmp_path, seed=0, train_per_class=1, test_per_class=1, size=32)
+
+
+def test_prepare_job_hashes_the_checksum_file_beside_the_raw_archive(tmp_path):
+    from robustkd.data.jobs import prepare_job
+    from robustkd.provenance import sha256_file
+
+    archive = write_raw("cifar10", tmp_path / "raw")
+    sums = tmp_path / "raw" / "MD5SUMS"
+    cfg = {"root": str(tmp_path / "raw"), "md5sums": str(sums)}
+    out = prepare_job("cifar10", cfg, tmp_path / "out", download=False)
+    inputs = json.loads((out / "provenance.json").read_text())["inputs"]
+    assert inputs == {str(archive): sha256_file(archive), str(sums): sha256_file(sums)}

@@ -49,6 +49,8 @@ def prepare_job(
         "rule": rule or f"prepare_{dataset}",
         "wildcards": {"dataset": dataset},
         "config": {"data.download": download, f"data.datasets.{dataset}": dict(dataset_cfg)},
+        # The checksum file decides which archives pass: hash it like the raw data.
+        "also_inputs": [dataset_cfg["md5sums"]] if "md5sums" in dataset_cfg else [],
     }
     log.info("preparing %s from %s into %s", dataset, dataset_cfg["root"], out_dir)
     out = handler.prepare(

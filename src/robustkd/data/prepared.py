@@ -95,7 +95,9 @@ class PreparedWriter:
             out_dir: The prepared dataset folder to create.
             classes: Class names in label order (may be reassigned before the block ends).
             provenance: Keyword arguments for :func:`robustkd.provenance.write_provenance`
-                (``rule``, ``inputs``, ``config``, ``wildcards``, ``extra``); outputs are added.
+                (``rule``, ``inputs``, ``config``, ``wildcards``, ``extra``); outputs are added,
+                and files under ``also_inputs`` are hashed as inputs beside ``inputs`` (the
+                dataset readers fill ``inputs`` with the raw files; the job adds its own).
             link: Symlink image files instead of copying them.
             verify_images: Decode every added image file to catch unreadable ones.
         """
@@ -147,10 +149,25 @@ class PreparedWriter:
             raise DataError(f"{src}: a second image named {rel} in the prepared dataset")
         dst.parent.mkdir(parents=True, exist_ok=True)
         if self.link:
-            dst.symlink_to(src.resolve())
+            dst.symlink_to(self._link_target(src, rel))
         else:
             shutil.copyfile(src, dst)
         self.rows.append(_Row(split, label, rel.as_posix(), -1, sha256_file(src)))
+
+    def _link_target(self, src: Path, rel: Path) -> Path:
+        """What the link ``rel`` (inside the final folder) points to.
+
+        Relative when the raw file and the prepared folder both lie under the working directory
+        (the demo's ``results/raw_demo`` and ``results/data``), so the project can be moved or
+        copied whole; absolute otherwise (raw data on a shared disk). The temporary folder sits
+        beside the final one, at the same depth, so the relative path holds after the rename.
+        """
+        target = src.resolve()
+        link_dir = self.out_dir.parent.resolve() / self.out_dir.name / rel.parent
+        base = Path.cwd().resolve()
+        if target.is_relative_to(base) and link_dir.is_relative_to(base):
+            return Path(os.path.relpath(target, link_dir))
+        return target
 
     def add_array(self, split: str, images: np.ndarray, labels: Sequence[int]) -> None:
         """Add a split as a packed uint8 array ``arrays/<split>.npy`` of shape (N, H, W, 3).
@@ -215,6 +232,7 @@ class PreparedWriter:
         for r in self.rows:
             counts[r.split] = counts.get(r.split, 0) + 1
         prov = dict(self.provenance)
+        prov["inputs"] = [*(prov.get("inputs") or []), *prov.pop("also_inputs", [])]
         extra = dict(prov.pop("extra", None) or {})
         extra.update({"n_classes": len(self.classes), "split_counts": counts})
         outputs = [tmp / "manifest.csv", tmp / "classes.txt", *self.array_files]
