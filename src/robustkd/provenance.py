@@ -122,8 +122,9 @@ def hardware() -> dict[str, Any]:
 
     Float rounding, and so the trained weights, depends on the kernels a CPU selects
     (``torch_cpu_capability``: AVX2, AVX512, ...) and on the thread count: the same seed and code
-    give bit-identical results on one kind of machine, not across kinds. Works without torch
-    (the report environment): the torch fields are then ``None``.
+    give bit-identical results on one kind of machine, not across kinds. The torch fields are
+    ``None`` in a job that did not import torch (the table jobs; the report environment has no
+    torch at all): importing it here would cost such a job a second or two for nothing.
     """
     info: dict[str, Any] = {
         "machine": platform.machine(),
@@ -132,9 +133,8 @@ def hardware() -> dict[str, Any]:
         "torch_threads": None,
         "cuda_devices": None,
     }
-    try:
-        import torch
-    except ImportError:
+    torch = sys.modules.get("torch")
+    if torch is None:
         return info
     info["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     info["torch_threads"] = torch.get_num_threads()
