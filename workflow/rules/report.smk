@@ -25,7 +25,7 @@ rule make_table:
     log:
         "logs/report/{table}.log",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/report.yaml"
     params:
         config=config,
     script:
