@@ -1,12 +1,16 @@
 # The two entry points of the README:
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
+# CI (.ci/run) runs `make test` twice: as is, and with torch and oneDNN limited to AVX2 kernels
+# (AVX2_ONLY below), so that a fault of the other instruction set shows up on any machine.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: setup demo test clean
+AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
+
+.PHONY: setup demo test test-avx2 clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +30,10 @@ test: setup
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint
 	$(BIN)/pytest
+
+# The same checks on AVX2 kernels (what an AVX2-only CPU runs); a no-op change on such a CPU.
+test-avx2: setup
+	$(AVX2_ONLY) $(MAKE) test
 
 clean:
 	rm -rf results logs .snakemake

@@ -1,11 +1,14 @@
 """Time the CRAFT study: each corruption per batch, and one training step of each method.
 
-    python benchmarks/craft_step.py --batch 64 --threads 1 --repeats 5
+    python benchmarks/craft_step.py --batch 64 --threads 1 --repeats 5 [--layout both]
 
 Prints milliseconds per call (median of ``--repeats`` timed calls after one warm-up) for every
 corruption at severities 1 and 5 on a batch of 32x32 images, then images/s of one training step
 (teacher forward, student forward/backward, AdamW) of each method with the demo's networks
-(teacher ResNet-14, student ResNet-8, width 8) and M = 1 for CRAFT.
+(teacher ResNet-14, student ResNet-8, width 8) and M = 1 for CRAFT. ``--layout`` chooses the
+networks' activation layout: ``auto`` (what the pipeline uses: contiguous on CPU, channels-last on
+CUDA), ``contiguous``, ``channels_last``, or ``both`` (contiguous and channels-last side by side;
+channels-last on CPU is timed only here, see ``robustkd.craft.models.memory_format_for``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--layout", choices=["auto", "contiguous", "channels_last", "both"], default="auto"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x = torch.rand(args.batch, 3, 32, 32)
@@ -68,15 +74,26 @@ def main() -> None:
             op = create_corruption(name, severity)
             ms.append(1000 * timed(lambda op=op: op(x, seeded_generator("cpu", 0)), args.repeats))
         print(f"  {name:18s} severity 1: {ms[0]:7.1f}   severity 5: {ms[1]:7.1f}")
-    teacher = freeze_teacher(CifarResNet(14, 8))
+    layouts = {
+        "auto": {"auto": None},
+        "contiguous": {"contiguous": torch.contiguous_format},
+        "channels_last": {"channels_last": torch.channels_last},
+        "both": {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last},
+    }[args.layout]
+    for layout, fmt in layouts.items():
+        steps(args, x, layout, fmt)
+
+
+def steps(args, x, layout, fmt) -> None:
+    teacher = freeze_teacher(CifarResNet(14, 8, memory_format=fmt))
     normalize = Normalize(CIFAR_MEAN, CIFAR_STD)
     labels = torch.randint(0, 10, (args.batch,))
     targets = torch.stack([labels, torch.arange(args.batch)], 1)
-    print(f"training steps, batch {args.batch} (images/s)")
+    print(f"training steps, batch {args.batch}, layout {layout} (images/s)")
     for method in METHODS:
         task = create_task(
             method,
-            CifarResNet(8, 8),
+            CifarResNet(8, 8, memory_format=fmt),
             teacher,
             normalize,
             OBJECTIVES.get(method, {}),

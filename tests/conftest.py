@@ -27,8 +27,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     returns that working directory. Tests that change files in it must restore them.
     """
     import shutil
-    import subprocess
     import sys
+
+    from tests import bounded
 
     work = tmp_path_factory.mktemp("tiny_run")
     for name in ("Snakefile", "config", "workflow", "envs", "tests"):
@@ -37,7 +38,31 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "src").symlink_to(ROOT / "src")
     cmd = [sys.executable, "-m", "snakemake", "all", "--cores", "2"]
     cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+    proc = bounded.run(cmd, what="Snakemake run of the tiny DAG", timeout=bounded.DAG, cwd=work)
     if proc.returncode != 0:
         pytest.fail(f"tiny DAG run failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")
     return work
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Name the CPU and the kernel levels this run used (numbers and faults depend on them)."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
+    except OSError:
+        pass
+    limits = {
+        k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if k in os.environ
+    }
+    return [
+        f"cpu: {cpu}; torch {torch.__version__} kernels: {torch.backends.cpu.get_cpu_capability()}"
+        f"; limits: {limits or 'none'}"
+    ]

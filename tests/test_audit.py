@@ -10,7 +10,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from robustkd.audit import AuditError, _machine, audit, find_table_provenance
 from robustkd.cli import main
 from robustkd.provenance import sha256_file, write_provenance
 from robustkd.report.tables import Cell, TableSpec, build_table, with_reference_comparisons
+from tests import bounded
 
 SEEDS = (0, 1, 2)
 
@@ -344,7 +344,7 @@ def test_audit_of_the_real_dag(tiny_run, capsys):
     # Bytes and times restored: the shared run is still complete for Snakemake.
     cmd = [sys.executable, "-m", "snakemake", "all", "--dry-run", "--cores", "1"]
     cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
-    proc = subprocess.run(cmd, cwd=tiny_run, capture_output=True, text=True, check=False)
+    proc = bounded.run(cmd, what="Snakemake dry run", timeout=bounded.QUICK, cwd=tiny_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 

@@ -19,6 +19,7 @@ size lr, different in each run. Those entries are compared with nothing (measure
 
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ from robustkd.engine.checkpoint import load_checkpoint
 from robustkd.engine.distributed import DistContext, LaunchError, run_job
 from robustkd.engine.loop import TERM_ENV, TrainConfig
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
+from tests import bounded
 from tests.test_resume import distill_kwargs, setup  # noqa: F401  (the module's prepared data)
 
 ATOL_WEIGHTS = 1e-5
@@ -121,7 +123,15 @@ def _ci_rank(rank, world, init_file, s, t, out):
 def test_ci_task_gathers_teacher_embeddings_across_two_gloo_processes(tmp_path):
     torch.manual_seed(1)
     s, t = torch.randn(8, 16), torch.randn(8, 16)
-    mp.spawn(_ci_rank, args=(2, tmp_path / "pg", s, t, tmp_path / "loss"), nprocs=2)
+    ranks = mp.start_processes(
+        _ci_rank, args=(2, tmp_path / "pg", s, t, tmp_path / "loss"), nprocs=2, join=False
+    )
+    deadline = time.monotonic() + bounded.QUICK
+    while not ranks.join(timeout=1):  # raises if a rank failed
+        if time.monotonic() > deadline:
+            for p in ranks.processes:
+                p.kill()
+            pytest.fail(f"2 gloo processes of the CI loss hung: running after {bounded.QUICK} s")
     ranks = [torch.load(tmp_path / f"loss.{r}") for r in range(2)]
     whole = contrastive_inversion_loss(s, t, 0.1)["loss"]
     assert torch.allclose((ranks[0] + ranks[1]) / 2, whole, atol=1e-6)
@@ -138,6 +148,7 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup, tm
         _kwargs(setup, tmp_path / "two" / "student.pth"),
         processes=2,
         log_file=log_file,
+        timeout=bounded.JOB,
     )
     log_text = log_file.read_text()
     assert "[rank 0/2]" in log_text and "[rank 1/2]" in log_text
@@ -164,15 +175,15 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup, tm
 
 def test_preemption_of_a_two_process_run_resumes_identically(setup, tmp_path, monkeypatch):  # noqa: F811
     whole = tmp_path / "whole" / "student.pth"
-    run_job("distill", _kwargs(setup, whole), processes=2)
+    run_job("distill", _kwargs(setup, whole), processes=2, timeout=bounded.JOB)
     cut = tmp_path / "cut" / "student.pth"
     monkeypatch.setenv(TERM_ENV, "7")  # every rank gets SIGTERM before step 7
     with pytest.raises(LaunchError, match="2 processes"):
-        run_job("distill", _kwargs(setup, cut), processes=2)
+        run_job("distill", _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
     assert not cut.exists()
     assert load_checkpoint(cut.parent / "checkpoint.pt")["step"] == 7
     monkeypatch.delenv(TERM_ENV)
-    run_job("distill", _kwargs(setup, cut), processes=2)
+    run_job("distill", _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
     a, b = torch.load(whole), torch.load(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -2,12 +2,13 @@
 
 import ast
 import re
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 import yaml
+
+from tests import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "workflow" / "rules"
@@ -94,7 +95,8 @@ def test_table_jobs_use_the_report_env_and_need_nothing_outside_it():
         "print(sorted({d for n in top for d in owners.get(n, [])}))\n"
     )
     env = {"PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    what = "the table job's imports"
+    proc = bounded.run([sys.executable, "-c", code], what=what, timeout=bounded.QUICK, env=env)
     assert proc.returncode == 0, proc.stderr
     # robustkd comes from src/; setuptools' import hook from any Python with pip (conda's too);
     # numpy.f2py (loaded by scipy) imports charset_normalizer only if it is there.

@@ -2,7 +2,6 @@
 
 import json
 import math
-import subprocess
 import sys
 import zipfile
 
@@ -20,6 +19,7 @@ from robustkd.report.tables import (
     reference_comparisons,
     with_reference_comparisons,
 )
+from tests import bounded
 
 # ----------------------------------------------------------------------------------------------
 # Paired tests
@@ -179,7 +179,7 @@ def test_snakemake_report_shows_tables_and_figures(tiny_run, tmp_path):
     report = tmp_path / "report.zip"
     cmd = [sys.executable, "-m", "snakemake", "--report", str(report)]
     cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
-    proc = subprocess.run(cmd, cwd=tiny_run, capture_output=True, text=True, check=False)
+    proc = bounded.run(cmd, what="snakemake --report", timeout=bounded.JOB, cwd=tiny_run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with zipfile.ZipFile(report) as z:
         names = z.namelist()

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import subprocess
 import sys
 
 import pytest
@@ -13,6 +12,7 @@ from robustkd.data.imagenet100 import prepare, write_demo_raw
 from robustkd.engine.checkpoint import load_checkpoint
 from robustkd.engine.loop import KILL_ENV, TERM_ENV
 from robustkd.models.backbones import create_backbone
+from tests import bounded
 
 KWARGS = {"img_size": 16, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
 
@@ -82,12 +82,11 @@ def _job(root, out, kill_at=None, term_at=None):
         env[KILL_ENV] = str(kill_at)
     if term_at is not None:
         env[TERM_ENV] = str(term_at)
-    return subprocess.run(
+    return bounded.run(
         [sys.executable, "-c", code, json.dumps(args)],
+        what=f"distill job (kill at {kill_at}, SIGTERM at {term_at})",
+        timeout=bounded.JOB,
         env=env,
-        capture_output=True,
-        text=True,
-        check=False,
     )
 
 

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from robustkd.data import PreparedDataset
+from tests import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -36,7 +36,7 @@ def workdir(tiny_run):
 
 def run(workdir, *args):
     cmd = [*SNAKEMAKE, *args, "--cores", "2", *CONFIGS]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
+    return bounded.run(cmd, what=f"snakemake {' '.join(args)}", timeout=bounded.JOB, cwd=workdir)
 
 
 def _failure(proc, logs):
@@ -120,12 +120,11 @@ def test_demo_dag_end_to_end(workdir):
 def test_invalid_config_stops_before_any_job(workdir, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("distortions:\n  mask-0.75: {family: mask, p: 2}\n")
-    proc = subprocess.run(
+    proc = bounded.run(
         [*SNAKEMAKE, "all", "--dry-run", "--configfile", "config/demo.yaml", str(bad)],
+        what="Snakemake dry run with a bad config",
+        timeout=bounded.QUICK,
         cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
     )
     assert proc.returncode != 0
     assert "distortions.mask-0.75.p" in proc.stdout + proc.stderr
@@ -148,12 +147,11 @@ def test_sigkilled_distillation_resumes_to_identical_students(workdir):
     target = str(students[1].relative_to(workdir))
 
     env = {**os.environ, KILL_ENV: "5"}
-    killed = subprocess.run(
+    killed = bounded.run(
         [*SNAKEMAKE, target, "--cores", "1", *CONFIGS],
+        what="Snakemake run of a distillation killed at step 5",
+        timeout=bounded.JOB,
         cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
         env=env,
     )
     assert killed.returncode != 0
@@ -162,12 +160,11 @@ def test_sigkilled_distillation_resumes_to_identical_students(workdir):
     assert ckpt["step"] == 4
 
     env.pop(KILL_ENV)
-    rerun = subprocess.run(
+    rerun = bounded.run(
         [*SNAKEMAKE, target, "--cores", "1", *CONFIGS],
+        what="Snakemake rerun of the killed distillation",
+        timeout=bounded.JOB,
         cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
         env=env,
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]

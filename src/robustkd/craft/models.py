@@ -28,12 +28,34 @@ __all__ = [
     "Features",
     "create_cifar_model",
     "freeze_teacher",
+    "memory_format_for",
     "stage_names",
 ]
 
 # CIFAR-10 training-set channel statistics (pixels in [0, 1]).
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def memory_format_for(device: torch.device) -> torch.memory_format:
+    """The activation layout of a CIFAR ResNet on ``device``: channels-last on CUDA only.
+
+    On CUDA, channels-last lets cuDNN run its NHWC kernels (the usual win under mixed
+    precision). On CPU the layout is contiguous (NCHW) on purpose: with torch 2.14.1, oneDNN's
+    backward pass of a channels-last 1x1 stride-2 convolution with fewer than 8 input channels
+    (this network's stage-2 shortcut at width < 8) corrupts the heap on AVX2-only kernels: double
+    frees, segmentation faults, hangs or silently different gradients, depending on the run
+    (issue 12; reproduced here with ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``).
+    Contiguous convolutions are safe on every instruction set, and on CPU they are no slower for
+    these narrow networks (measured: ``benchmarks/craft_step.py --layout both``).
+
+    Args:
+        device: Where the network runs.
+
+    Returns:
+        ``torch.channels_last`` for CUDA devices, ``torch.contiguous_format`` otherwise.
+    """
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 @dataclass
@@ -80,13 +102,23 @@ class CifarResNet(nn.Module):
     halve the resolution.
     """
 
-    def __init__(self, depth: int, width: int = 16, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        depth: int,
+        width: int = 16,
+        num_classes: int = 10,
+        memory_format: torch.memory_format | None = None,
+    ) -> None:
         """Build the network.
 
         Args:
             depth: 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...).
             width: Channels of the stem and first stage.
             num_classes: Output classes.
+            memory_format: Layout of the activations; ``None`` (the default) chooses it from
+                the input's device with :func:`memory_format_for`. Forcing
+                ``torch.channels_last`` on CPU is only for benchmarks: see that function for
+                the fault it avoids.
 
         Raises:
             ValueError: ``depth`` is not of the form 6n + 2 with n >= 1, or ``width`` < 1.
@@ -120,12 +152,14 @@ class CifarResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        # Channels-last convolutions: 30-45 % faster on CPU for these narrow networks.
-        self.to(memory_format=torch.channels_last)
+        self.memory_format = memory_format
 
     def forward_features(self, x: torch.Tensor) -> Features:
         """Return logits, stage outputs and the pooled feature of normalised images (B, 3, H, W)."""
-        h = self.stem(x.contiguous(memory_format=torch.channels_last))  # (B, w, H, W)
+        fmt = memory_format_for(x.device) if self.memory_format is None else self.memory_format
+        # The convolutions follow their input's layout (weights stay contiguous; cuDNN converts
+        # them when the input is channels-last).
+        h = self.stem(x.contiguous(memory_format=fmt))  # (B, w, H, W)
         stages = []
         for stage in self.stages:
             h = stage(h)  # (B, C_l, H_l, W_l)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def run_job(
     *,
     processes: int = 1,
     log_file: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Run a training job in this process, or under ``torchrun`` with several processes.
 
@@ -148,13 +150,16 @@ def run_job(
         kwargs: The job function's keyword arguments (``threads`` is split between processes).
         processes: Processes (GPUs) of the job; > 1 launches ``torchrun --standalone``.
         log_file: The job's log, which the ranks append to (tagged with their rank).
+        timeout: Seconds after which a torchrun launch is killed with all its ranks (``None``:
+            no limit; a cluster's own job time limit usually applies).
 
     Returns:
         The job's return value (``None`` when run under torchrun: rank 0 wrote the outputs).
 
     Raises:
         ValueError: An unknown job name.
-        LaunchError: torchrun exited non-zero (the ranks' errors are in the job's log).
+        LaunchError: torchrun exited non-zero (the ranks' errors are in the job's log), or ran
+            past ``timeout``.
     """
     table = _job_table()
     if name not in table:
@@ -184,11 +189,23 @@ def run_job(
         # sys.path, which a child process does not inherit).
         src = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-        done = subprocess.run(cmd, check=False, env=env)
-    if done.returncode != 0:
+        # With a time limit, torchrun gets its own session so that a time-out kills it and every
+        # rank it started; without one it stays in the job's process group, which is where a
+        # scheduler's or Snakemake's signals (preemption, cancel) reach it.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=timeout is not None)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise LaunchError(
+                f"{name} job under torchrun ({processes} processes) hung: still running after "
+                f"{timeout:.0f} s, killed with its ranks"
+            ) from None
+    if returncode != 0:
         raise LaunchError(
             f"{name} job under torchrun ({processes} processes) exited with code "
-            f"{done.returncode}; see the ranks' errors above"
+            f"{returncode}; see the ranks' errors above"
         )
     return None
 
