@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 # Limits in seconds (assumed: about 3-5x the slowest run of each kind measured on 2 cores).
-DAG = 900  # a whole Snakemake DAG (the tiny overlay's `all`, a SLURM run)
+DAG = 1200  # a whole Snakemake DAG (the tiny overlay's `all`, a SLURM run)
 JOB = 420  # a Snakemake run of a few jobs, a torchrun job, a training driver
 QUICK = 120  # a dry run, a report, an import check
 
