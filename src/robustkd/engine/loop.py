@@ -5,7 +5,8 @@ AdamW with decoupled weight decay (or SGD with momentum, as the CIFAR KD literat
 no weight decay on norms, biases and embeddings either way), linear warmup then
 cosine decay per step, mixed precision on GPUs, gradient clipping, checkpoints every N steps and
 at each epoch end, exact resume, a JSON-lines log of every loss component, a progress line, and
-a hard stop on a non-finite loss.
+a hard stop on a non-finite loss (checked where the log is flushed: no host synchronisation per
+step, see :mod:`robustkd.engine.steplog`).
 
 A checkpoint is resumed only if it was written by the same code (a digest of the package's
 source), training settings, seed, resolved config and data; otherwise, e.g. when Snakemake reruns
@@ -43,9 +44,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
-from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, restore_rng, save_checkpoint
+from robustkd.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from robustkd.engine.data import ImageSet, epoch_batches, make_loader
 from robustkd.engine.distributed import DistContext, barrier, context
+from robustkd.engine.steplog import StepLog
 from robustkd.errors import RobustKDError
 from robustkd.provenance import code_digest
 
@@ -296,6 +298,14 @@ def _preempted(guard: _PreemptionGuard, ctx: DistContext) -> bool:
     return bool(_all_reduce_sum(flag, ctx).item() > 0)
 
 
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``4m05s`` or ``12s``."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Keep only the log lines of steps already done (a resumed run redoes the rest)."""
     if not path.exists():
@@ -410,11 +420,15 @@ def train(
     interactive = sys.stderr.isatty()
     last: dict[str, float] = {}
     t0, seen = time.perf_counter(), 0
+    t_mark, step_mark = t0, step  # the last progress line, for the ETA
 
     # --- loop ----------------------------------------------------------------------------------
     model.train()
     log_target = log_path if ctx.main else os.devnull
     with open(log_target, "a") as log_file, _PreemptionGuard() as preemption:
+        # Loss components stay on the device until a boundary (progress line, checkpoint,
+        # preemption, end): no host synchronisation per step.
+        steplog = StepLog(log_file, lambda v: _reduce_mean(v, ctx), ckpt_path)
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             dataset.set_epoch(epoch)
@@ -430,7 +444,7 @@ def train(
                 if step == term_at:
                     os.kill(os.getpid(), signal.SIGTERM)
                 if _preempted(preemption, ctx):
-                    log_file.flush()
+                    steplog.flush()
                     checkpoint()
                     barrier()  # rank 0's checkpoint is on disk before any rank exits
                     name = signal.Signals(preemption.signum or signal.SIGTERM).name
@@ -446,16 +460,6 @@ def train(
                 )
                 with autocast, batch_shard(ctx.rank, ctx.world):
                     losses = step_loss(images, labels, generator)
-                values = torch.stack([v.detach().float() for v in losses.values()]).cpu()
-                values = _reduce_mean(values, ctx)  # the global batch's components
-                if not bool(torch.isfinite(values).all()):
-                    named = zip(losses, values.tolist(), strict=True)
-                    bad = [k for k, v in named if not math.isfinite(v)]
-                    raise NonFiniteError(
-                        f"non-finite loss at step {step} (epoch {epoch}): component(s) "
-                        f"{bad} = {[losses[k].item() for k in bad]}; training stopped, the last "
-                        f"checkpoint ({ckpt_path}) holds finite weights"
-                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(losses["loss"]).backward()
                 if cfg.clip_grad is not None:
@@ -465,27 +469,32 @@ def train(
                 scaler.update()
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
+                steplog.add(step, epoch, lr, losses)  # the global batch's components, on flush
                 step += 1
                 seen += len(images) * ctx.world
-                last = dict(zip(losses, values.tolist(), strict=True))
-                log_file.write(json.dumps({"step": step, "epoch": epoch, "lr": lr, **last}) + "\n")
                 if step % cfg.log_every == 0 or step == total or interactive:
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
+                    last = steplog.flush()
+                    now = time.perf_counter()
+                    rate = seen / max(now - t0, 1e-9)
+                    # ETA: steps left x the mean step time since the last progress line.
+                    eta = (total - step) * (now - t_mark) / max(step - step_mark, 1)
+                    t_mark, step_mark = now, step
                     msg = (
                         f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} "
                         + " ".join(f"{k}={v:.4g}" for k, v in last.items())
-                        + f" {rate:.0f} img/s"
+                        + f" {rate:.0f} img/s ETA {_duration(eta)}"
                     )
                     if interactive:
                         print(f"\r{msg}", end="", file=sys.stderr, flush=True)
                     else:
                         log.info(msg)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    log_file.flush()
+                    last = steplog.flush()
                     checkpoint()
             if step % steps_per_epoch == 0:
-                log_file.flush()
+                last = steplog.flush()
                 checkpoint()
+        last = steplog.flush()
     if interactive:
         print(file=sys.stderr)
     elapsed = time.perf_counter() - t0

@@ -1,0 +1,109 @@
+"""The per-step loss log of a training run, kept on the device between boundaries.
+
+Copying each step's loss components to the host (``.cpu()``, ``.item()``) synchronises the
+host with the GPU: the CPU then cannot queue step n + 1 while the GPU still runs step n. The
+loop therefore adds each step's components to a :class:`StepLog` as a device tensor and flushes
+it only at boundaries (a progress line, a checkpoint, a preemption, the run's end): one host copy
+(and, data-parallel, one all-reduce) for all steps since the last flush. The guarantees of a
+per-step check hold at the boundaries: a non-finite component stops the run naming the first
+such step and component, before any checkpoint of later weights is written, and the log file's
+lines are the same as if they had been written step by step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+import torch
+
+from robustkd.engine.checkpoint import NonFiniteError
+
+__all__ = ["StepLog"]
+
+
+@dataclass
+class _Step:
+    step: int  # steps done before this one (0-based index of the step)
+    epoch: int  # 0-based
+    lr: float
+    names: tuple[str, ...]
+    values: torch.Tensor  # (C,) float32 on the device, detached
+
+
+class StepLog:
+    """Loss components of the steps since the last flush; written as JSON lines on flush.
+
+    Each line is ``{"step": n, "epoch": e, "lr": lr, <component>: value, ...}`` with ``n`` the
+    1-based number of the step, as the loop wrote it before.
+    """
+
+    def __init__(
+        self,
+        file: TextIO,
+        reduce: Callable[[torch.Tensor], torch.Tensor] = lambda v: v,
+        checkpoint_path: object = None,
+    ) -> None:
+        """Start an empty log.
+
+        Args:
+            file: Where lines go (rank 0's ``log.jsonl``; ``os.devnull`` on other ranks).
+            reduce: Averages a (steps, C) tensor over data-parallel ranks (identity for one
+                process); every rank must flush at the same steps.
+            checkpoint_path: Named in the error of a non-finite loss (it holds the last
+                finite weights).
+        """
+        self.file, self.reduce, self.checkpoint_path = file, reduce, checkpoint_path
+        self.pending: list[_Step] = []
+        self.last: dict[str, float] = {}
+
+    def add(self, step: int, epoch: int, lr: float, losses: Mapping[str, torch.Tensor]) -> None:
+        """Keep one step's components on their device (no host synchronisation).
+
+        Args:
+            step: Steps done before this one.
+            epoch: The step's epoch (0-based).
+            lr: The learning rate the step used.
+            losses: Scalar tensors by component name (``loss`` first).
+        """
+        values = torch.stack([v.detach().float() for v in losses.values()])  # (C,)
+        self.pending.append(_Step(step, epoch, lr, tuple(losses), values))
+
+    def flush(self) -> dict[str, float]:
+        """Copy the pending components to the host at once, check and write them.
+
+        Returns:
+            The last step's components (empty if nothing was ever logged).
+
+        Raises:
+            NonFiniteError: A component is NaN or infinite; names the first such step (0-based
+                index, as the run's checkpoints count steps), its epoch and components. Lines
+                of the steps before it are written, none after.
+        """
+        if not self.pending:
+            return self.last
+        pending, self.pending = self.pending, []
+        widths = {len(p.names) for p in pending}
+        if len(widths) == 1:
+            host = self.reduce(torch.stack([p.values for p in pending])).cpu()  # (S, C)
+            rows = [host[i].tolist() for i in range(len(pending))]
+        else:  # components changed between steps (not seen in practice): one reduce per step
+            rows = [self.reduce(p.values[None]).cpu()[0].tolist() for p in pending]
+        for p, row in zip(pending, rows, strict=True):
+            bad = [k for k, v in zip(p.names, row, strict=True) if not math.isfinite(v)]
+            if bad:
+                self.file.flush()
+                values = [v for k, v in zip(p.names, row, strict=True) if k in bad]
+                raise NonFiniteError(
+                    f"non-finite loss at step {p.step} (epoch {p.epoch}): component(s) {bad} = "
+                    f"{values}; training stopped, the last checkpoint ({self.checkpoint_path}) "
+                    "holds finite weights"
+                )
+            self.last = dict(zip(p.names, row, strict=True))
+            line = {"step": p.step + 1, "epoch": p.epoch, "lr": p.lr, **self.last}
+            self.file.write(json.dumps(line) + "\n")
+        self.file.flush()
+        return self.last
