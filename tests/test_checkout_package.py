@@ -135,7 +135,10 @@ def test_a_job_whose_process_already_imported_another_copy_stops(checkout, other
     assert "CheckoutPackageError" in proc.stderr
     message = f"would run the robustkd package at {other / 'robustkd'}, not the checkout's"
     assert message in proc.stderr
-    assert message in log.read_text()  # the job's log holds the error too
+    logged = log.read_text()  # the job's log holds the error and its traceback too
+    assert logged.startswith("Traceback (most recent call last):")
+    last = logged.rstrip("\n").splitlines()[-1]
+    assert last.startswith("robustkd_checkout.CheckoutPackageError: ") and message in last
 
 
 @pytest.mark.e2e

@@ -22,7 +22,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 USE_INSTALLED_ENV = "ROBUSTKD_USE_INSTALLED"  # robustkd.codesource.USE_INSTALLED_ENV
@@ -37,12 +39,27 @@ def _use_installed() -> bool:
     return os.environ.get(USE_INSTALLED_ENV, "") not in ("", "0")
 
 
+def _log_uncaught_to(log: str) -> None:
+    """Until the job configures logging, append an uncaught exception to its log file."""
+
+    def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as fh:
+            fh.write("".join(traceback.format_exception(kind, value, tb)))
+        sys.__excepthook__(kind, value, tb)
+
+    sys.excepthook = hook
+
+
 def use_checkout_package(snakemake: Any = None, checkout: Path = CHECKOUT) -> Path:
     """Import robustkd from ``checkout/src`` and return the package's folder.
 
+    With a ``snakemake`` object that names a log, an exception that ends the job before it
+    configures logging (this function's error, a failing import) is appended to that log with
+    its traceback (:func:`robustkd.joblog.configure_job_logging` then takes over).
+
     Args:
-        snakemake: The job's ``snakemake`` object; when given, an error is also appended to its
-            log file (the job has not configured logging yet).
+        snakemake: The job's ``snakemake`` object, or None (``common.smk``).
         checkout: The checkout whose package must run (this file's checkout).
 
     Returns:
@@ -52,6 +69,9 @@ def use_checkout_package(snakemake: Any = None, checkout: Path = CHECKOUT) -> Pa
         CheckoutPackageError: The imported robustkd is not the checkout's (and
             ``ROBUSTKD_USE_INSTALLED`` is not set), or no robustkd can be imported.
     """
+    logs = list(getattr(snakemake, "log", []) or [])
+    if logs:
+        _log_uncaught_to(str(logs[0]))
     src = checkout / "src"
     if _use_installed():
         expected = None
@@ -75,10 +95,4 @@ def use_checkout_package(snakemake: Any = None, checkout: Path = CHECKOUT) -> Pa
         if expected is not None
         else f"{USE_INSTALLED_ENV} is set: install robustkd, or unset it to use {src}"
     )
-    message = f"{error}; {hint}"
-    logs = list(getattr(snakemake, "log", []) or [])
-    if logs:
-        Path(logs[0]).parent.mkdir(parents=True, exist_ok=True)
-        with open(logs[0], "a") as fh:
-            fh.write(f"ERROR {CheckoutPackageError.__name__}: {message}\n")
-    raise CheckoutPackageError(message)
+    raise CheckoutPackageError(f"{error}; {hint}")

@@ -188,7 +188,7 @@ def run_job(
     if done.returncode != 0:
         raise LaunchError(
             f"{name} job under torchrun ({processes} processes) exited with code "
-            f"{done.returncode}; see the ranks' errors above"
+            f"{done.returncode}; the ranks' errors and tracebacks are logged above"
         )
     return None
 
