@@ -84,10 +84,11 @@ def code_version(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 @functools.cache
 def code_digest() -> str:
-    """sha256 over the source of the installed ``robustkd`` package (every ``.py`` file).
+    """sha256 over the source of the imported ``robustkd`` package (every ``.py`` file).
 
     Unlike the git commit it changes with uncommitted edits, and it ignores everything outside
-    the package (tests, docs, the workflow's adapters).
+    the package (tests, docs, the workflow's adapters). It names the package as a whole (the
+    training loop's resume identity); :func:`code_record` names the files a job imported.
     """
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
