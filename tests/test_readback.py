@@ -107,6 +107,16 @@ def test_a_checkpoint_carrying_a_pickled_callable_is_refused(tmp_path, tiny_prep
     assert ckpt.is_file() and not (run / "checkpoint.pt.unreadable").exists()
 
 
+def test_a_checkpoint_of_an_older_robustkd_is_set_aside_unloaded(tmp_path, caplog):
+    ckpt = tmp_path / "checkpoint.pt"
+    # The format before weights_only: NumPy's RNG state as an array.
+    torch.save({"model": Tiny().state_dict(), "rng": {"numpy": np.random.get_state()}}, ckpt)
+    with caplog.at_level(logging.WARNING):
+        assert load_checkpoint(ckpt) is None
+    assert f"{ckpt}: written by an older robustkd" in caplog.text
+    assert (tmp_path / "checkpoint.pt.unreadable").is_file() and not ckpt.exists()
+
+
 def test_checkpoints_hold_only_plain_types_and_restore_every_generator(tmp_path):
     model = Tiny()
     random.seed(1), np.random.seed(2), torch.manual_seed(3)

@@ -40,17 +40,34 @@ _REDO = "delete it and rerun the job that writes it (Snakemake reruns a job whos
 class UnreadableFileError(RobustKDError):
     """A file the pipeline wrote is missing, truncated or corrupt; the message names it.
 
+    The message is ``"<reason>; <what to do>"``.
+
     Attributes:
         path: The file.
+        reason: What is wrong, starting with the file's path.
     """
 
-    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
-        super().__init__(message)
+    def __init__(self, path: str | os.PathLike[str], reason: str, todo: str = "") -> None:
+        super().__init__(f"{reason}; {todo or _REDO}")
         self.path = Path(path)
+        self.reason = reason
 
 
 class UnsafeFileError(UnreadableFileError):
-    """A torch file holds pickled objects that ``weights_only`` loading refuses to create."""
+    """A torch file holds pickled objects that ``weights_only`` loading refuses to create.
+
+    Attributes:
+        unsafe_globals: The refused objects (``"module.name"``), as torch lists them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str, unsafe: list[str]) -> None:
+        super().__init__(
+            path,
+            f"{path}: refused to load {what}: it holds pickled objects that are not tensors, "
+            f"numbers or strings ({', '.join(unsafe)}), which loading would run as code",
+            f"robustkd never writes such a file: check who wrote it, then {_REDO}",
+        )
+        self.unsafe_globals = list(unsafe)
 
 
 def _what_failed(path: Path, what: str, exc: BaseException) -> str:
@@ -74,7 +91,7 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnreadableFileError(path, f"{_what_failed(path, what, exc)}; {_REDO}") from exc
+        raise UnreadableFileError(path, _what_failed(path, what, exc)) from exc
 
 
 def load_torch(path: str | os.PathLike[str], what: str = "torch file") -> Any:
@@ -104,13 +121,8 @@ def load_torch(path: str | os.PathLike[str], what: str = "torch file") -> Any:
     except Exception:  # not a readable zip archive either: corrupt, not unsafe
         unsafe = []
     if unsafe:
-        raise UnsafeFileError(
-            path,
-            f"{path}: refused to load {what}: it holds pickled objects that are not tensors, "
-            f"numbers or strings ({', '.join(unsafe)}), which loading would run as code; "
-            f"robustkd never writes such a file: check who wrote it, then {_REDO}",
-        ) from error
-    raise UnreadableFileError(path, f"{_what_failed(path, what, error)}; {_REDO}") from error
+        raise UnsafeFileError(path, what, unsafe) from error
+    raise UnreadableFileError(path, _what_failed(path, what, error)) from error
 
 
 def load_weights(
@@ -135,7 +147,7 @@ def load_weights(
         raise UnreadableFileError(
             path,
             f"{path}: {what} does not fit the model ({str(exc).splitlines()[0]}); it was "
-            f"written for another configuration: {_REDO}",
+            "written for another configuration",
         ) from exc
 
 
@@ -159,7 +171,7 @@ def load_array(
     try:
         array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise UnreadableFileError(path, f"{_what_failed(path, what, exc)}; {_REDO}") from exc
+        raise UnreadableFileError(path, _what_failed(path, what, exc)) from exc
     if not isinstance(array, np.ndarray):  # an .npz archive
-        raise UnreadableFileError(path, f"{path}: {what} is not a .npy array; {_REDO}")
+        raise UnreadableFileError(path, f"{path}: {what} is not a .npy array")
     return array

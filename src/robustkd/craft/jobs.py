@@ -259,8 +259,8 @@ def read_training_log(path: str | os.PathLike[str]) -> tuple[dict[str, list[floa
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UnreadableFileError(
                 path,
-                f"{path}, line {lineno}: not a training log record ({exc!r}); delete the "
-                "run's folder and rerun the job",
+                f"{path}, line {lineno}: not a training log record ({exc!r})",
+                "delete the run's folder and rerun the job",
             ) from exc
         for k, v in row.items():
             v = float(v)

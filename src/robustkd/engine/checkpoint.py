@@ -144,19 +144,24 @@ def load_checkpoint(
     Returns:
         The checkpoint dict (tensors on CPU), or None when there is no readable one.
 
+    A checkpoint of an older robustkd, which stored NumPy arrays, is set aside likewise
+    without being loaded (it could not be resumed anyway: the code changed).
+
     Raises:
-        UnsafeFileError: The file holds pickled objects other than tensors, numbers and
-            strings (names the file); it is not loaded, and not moved.
+        UnsafeFileError: The file holds other pickled objects than tensors, numbers and
+            strings (names the file and the objects); it is not loaded, and not moved.
     """
     path = Path(path)
     if not path.is_file():
         return None
     try:
         ckpt = load_torch(path, "checkpoint")
-    except UnsafeFileError:
-        raise
+    except UnsafeFileError as exc:
+        if not all(g.startswith("numpy.") for g in exc.unsafe_globals):
+            raise
+        problem = f"{path}: written by an older robustkd (it holds NumPy arrays)"
     except UnreadableFileError as exc:
-        problem = str(exc).split("; ", 1)[0]
+        problem = exc.reason
     else:
         if isinstance(ckpt, dict) and "model" in ckpt:
             return ckpt
