@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustkd.codesource import compare_with_commit
 from robustkd.errors import RobustKDError
 from robustkd.provenance import sha256_file
 
@@ -63,7 +64,8 @@ class Problem:
         kind: ``missing`` (file gone), ``changed`` (hash differs), ``unrecorded`` (an output
             no provenance lists), ``no-provenance`` (a pipeline output without any record),
             ``malformed`` (an unreadable record), ``value`` (a table value the metrics file
-            no longer holds).
+            no longer holds), ``code`` (a record claims a clean commit, but the package source
+            it imported differs from that commit's files).
         path: The file concerned.
         detail: What was expected and found.
     """
@@ -254,6 +256,8 @@ class Auditor:
         self._reported: set[tuple[str, str]] = set()
         # (file, config key, its producer) -> jobs that use the file without hashing it.
         self._unhashed: dict[tuple[str, str, str], list[str]] = {}
+        # (commit, source digest) -> files that differ from the commit (None: not checkable).
+        self._code: dict[tuple[str, str], list[str] | None] = {}
 
     # ------------------------------------------------------------------------------------------
     # Files and records
@@ -444,6 +448,7 @@ class Auditor:
         version = (code.get("commit"), code.get("dirty"))
         self.result.commits[version] = self.result.commits.get(version, 0) + 1
         commit = (version[0] or "unknown")[:12] + (" (dirty)" if version[1] else "")
+        self._check_code(prov, code)
         wildcards = " ".join(f"{k}={v}" for k, v in (rec.get("wildcards") or {}).items())
         self._say(depth, f"<- {rec['rule']}  {prov}{f'  [{via}]' if via else ''}")
         d = depth + 2
@@ -509,6 +514,34 @@ class Auditor:
                 intact &= self.audit_link(parent, depth + 1, via=f"config {key}, hash not recorded")
         self._audited[prov] = intact
         return intact
+
+    def _check_code(self, prov: str, code: Mapping[str, Any]) -> None:
+        """A record claiming a clean commit must have imported exactly that commit's files.
+
+        Checked against the commit in the project's git repository (``root``); a record
+        without per-file digests (written before they existed), dirty, or whose commit the
+        repository lacks is not checked.
+        """
+        source = code.get("source") or {}
+        if code.get("dirty") is not False or not code.get("commit") or not source.get("files"):
+            return
+        key = (str(code["commit"]), str(source.get("sha256")))
+        if key not in self._code:
+            # The project's repository, else the one the package was imported from.
+            differ = compare_with_commit(code, self.root)
+            package = Path(str(source.get("package", "")))
+            if differ is None and package.is_absolute() and package.is_dir():
+                differ = compare_with_commit(code, package)
+            self._code[key] = differ
+        differ = self._code[key]
+        if differ:
+            self._problem(
+                "code",
+                prov,
+                f"claims clean commit {key[0][:12]}, but the robustkd it imported from "
+                f"{source.get('package', '?')} differs from that commit in "
+                f"{', '.join(differ[:5])}{' ...' if len(differ) > 5 else ''}",
+            )
 
     def audit_file(self, path: str, depth: int = 0) -> bool:
         """Audit one pipeline output: the job that made it and everything below."""

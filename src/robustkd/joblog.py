@@ -1,12 +1,34 @@
-"""Logging set-up shared by every workflow script: one log file per job."""
+"""Logging set-up shared by every workflow script: one log file per job, ending with its error.
+
+Snakemake points to a failed job's log (``logs/<rule>/...log``); on a cluster that file is all
+there is. :func:`configure_job_logging` therefore also installs an exception hook: an exception
+that ends the process is logged, with its traceback, as the log's last record (and on stderr).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from types import TracebackType
 
-__all__ = ["configure_job_logging"]
+__all__ = ["configure_job_logging", "log_uncaught"]
+
+log = logging.getLogger("robustkd.job")
+
+
+def log_uncaught(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+    """A ``sys.excepthook`` that logs the exception and its traceback (level CRITICAL).
+
+    Args:
+        kind: The exception's class.
+        value: The exception.
+        tb: Its traceback.
+    """
+    log.critical("job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 def configure_job_logging(
@@ -17,6 +39,9 @@ def configure_job_logging(
     tag: str = "",
 ) -> None:
     """Send the ``logging`` records of this process to ``path`` (and stderr).
+
+    Also sets ``sys.excepthook`` to :func:`log_uncaught`, so an exception that ends the job
+    lands in ``path`` with its traceback instead of only on the console.
 
     Args:
         path: The job's log file (Snakemake's ``log[0]``), or None for stderr only.
@@ -34,3 +59,4 @@ def configure_job_logging(
         force=True,
         format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
     )
+    sys.excepthook = log_uncaught

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from robustkd.atomic import write_json_atomic
+from robustkd.codesource import compare_with_commit, imported_source
 
 __all__ = [
     "code_digest",
+    "code_record",
     "code_version",
     "hardware",
     "now_iso",
@@ -82,10 +84,11 @@ def code_version(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 
 @functools.cache
 def code_digest() -> str:
-    """sha256 over the source of the installed ``robustkd`` package (every ``.py`` file).
+    """sha256 over the source of the imported ``robustkd`` package (every ``.py`` file).
 
     Unlike the git commit it changes with uncommitted edits, and it ignores everything outside
-    the package (tests, docs, the workflow's adapters).
+    the package (tests, docs, the workflow's adapters). It names the package as a whole (the
+    training loop's resume identity); :func:`code_record` names the files a job imported.
     """
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
@@ -93,6 +96,26 @@ def code_digest() -> str:
         h.update(str(f.relative_to(root)).encode() + b"\0")
         h.update(sha256_file(f).encode())
     return h.hexdigest()
+
+
+def code_record() -> dict[str, Any]:
+    """Return the code of this process: git commit, dirty flag, and the source it imported.
+
+    The commit is that of the repository holding the *imported* package (None for a copy outside
+    git, e.g. one installed in site-packages). ``source`` is
+    :func:`robustkd.codesource.imported_source`: the package's folder and the sha256 of every
+    module file it compiled. The record is dirty when git reports changed tracked files or when
+    an imported file differs from (or is absent in) the commit, such as a new module not yet
+    committed: a clean record means the commit's files are exactly what ran.
+
+    Returns:
+        ``{"commit", "dirty", "source": {"package", "files", "sha256", "installed_on_purpose"}}``.
+    """
+    source = imported_source()
+    record: dict[str, Any] = {**code_version(source["package"]), "source": source}
+    if record["commit"] is not None and compare_with_commit(record, source["package"]):
+        record["dirty"] = True
+    return record
 
 
 def software_versions() -> dict[str, str | None]:
@@ -193,7 +216,7 @@ def write_provenance(
         "seed": seed,
         "inputs": _hash_paths(inputs),
         "outputs": _hash_paths(outputs),
-        "code": code_version(),
+        "code": code_record(),
         "software": software_versions(),
         "device": device,
         "hardware": hardware(),

@@ -1,10 +1,17 @@
 # All Python of the workflow: config validation, wildcard constraints, target helpers.
+import importlib.util
 import re
-import sys
 from pathlib import Path
 
-# The workflow runs from a plain checkout: the package's source is importable without install.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The workflow runs from a plain checkout: its src/ goes first on sys.path, and Snakemake stops
+# if robustkd comes from elsewhere (unless ROBUSTKD_USE_INSTALLED=1), as in every job.
+_spec = importlib.util.spec_from_file_location(
+    "robustkd_checkout",
+    Path(workflow.basedir) / "workflow" / "scripts" / "robustkd_checkout.py",
+)
+_checkout = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_checkout)
+_checkout.use_checkout_package()
 
 from robustkd.config import validate_config
 from robustkd.errors import ConfigError

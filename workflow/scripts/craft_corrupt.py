@@ -1,8 +1,9 @@
 # Snakemake adapter: the CIFAR-10-C style copy of the test set (rule craft_corrupt_testset).
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
+from robustkd_checkout import use_checkout_package
+
+use_checkout_package(snakemake)
 
 from robustkd.craft.jobs import corrupt_testset_job
 from robustkd.joblog import configure_job_logging

@@ -1,9 +1,10 @@
 # Snakemake adapter: fine-tune and evaluate every run of one job (rules finetune,
 # finetune_fractions, transfer).
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
+from robustkd_checkout import use_checkout_package
+
+use_checkout_package(snakemake)
 
 from robustkd.engine.distributed import run_job
 from robustkd.engine.jobs import FinetuneRun

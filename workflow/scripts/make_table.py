@@ -1,10 +1,12 @@
 # Snakemake adapter: build one table from its metrics files (rule make_table): CSV, Markdown,
 # LaTeX, HTML, with paired comparisons of ours vs every other method, and the table's
 # provenance (cell -> metrics files of every seed) that `robustkd audit` starts from.
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
+from robustkd_checkout import use_checkout_package
+
+use_checkout_package(snakemake)
 
 from robustkd.joblog import configure_job_logging
 from robustkd.layout import METHOD_LABELS, table_cells, table_spec

@@ -1,8 +1,9 @@
 # Snakemake adapter: prepare one dataset (rules prepare_<dataset> in workflow/rules/data.smk).
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
+from robustkd_checkout import use_checkout_package
+
+use_checkout_package(snakemake)
 
 from robustkd.data.jobs import prepare_job
 from robustkd.joblog import configure_job_logging

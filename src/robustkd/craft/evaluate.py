@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from robustkd.craft.models import CifarResNet
 from robustkd.engine.evaluate import evaluate_classifier
+from robustkd.readback import load_array
 
 __all__ = [
     "ArrayImages",
@@ -72,7 +73,7 @@ def load_corrupted(
     out = {}
     n = len(labels)
     for name, path in files.items():
-        arr = np.load(path, mmap_mode="r")
+        arr = load_array(path, "CIFAR-10-C array", mmap_mode="r")
         if len(arr) != n * len(severities):
             raise ValueError(
                 f"{path}: {len(arr)} images, expected {n} test images x "

@@ -56,6 +56,7 @@ from robustkd.engine.distill import Normalize
 from robustkd.engine.distributed import is_main
 from robustkd.engine.loop import TrainConfig, resolve_device, train
 from robustkd.provenance import now_iso, write_provenance
+from robustkd.readback import UnreadableFileError, load_array, load_weights
 
 __all__ = [
     "corrupt_testset_job",
@@ -202,7 +203,7 @@ class _TestSuite:
         corruptions: Mapping[str, Any],
     ) -> None:
         images, labels = prepared.load_split("test")
-        stored = np.load(cifar10c_labels)
+        stored = load_array(cifar10c_labels, "CIFAR-10-C labels")
         severities = [int(s) for s in corruptions["severities"]]
         if not np.array_equal(stored, np.tile(labels, len(severities))):
             raise ValueError(f"{cifar10c_labels}: labels differ from the prepared test split")
@@ -248,12 +249,19 @@ def read_training_log(path: str | os.PathLike[str]) -> tuple[dict[str, list[floa
     """
     by_epoch: dict[int, dict[str, list[float]]] = {}
     bad = 0
-    for line in Path(path).read_text().splitlines():
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line:
             continue
-        row = json.loads(line)
-        epoch = int(row.pop("epoch"))
-        row.pop("step")
+        try:
+            row = json.loads(line)
+            epoch = int(row.pop("epoch"))
+            row.pop("step")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UnreadableFileError(
+                path,
+                f"{path}, line {lineno}: not a training log record ({exc!r})",
+                "delete the run's folder and rerun the job",
+            ) from exc
         for k, v in row.items():
             v = float(v)
             if not math.isfinite(v):
@@ -366,7 +374,7 @@ def load_teacher(
 ) -> CifarResNet:
     """Build the teacher from its config entry and weights file, frozen."""
     model = create_cifar_model(spec["model"], n_classes)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    load_weights(model, weights, "teacher weights")
     return freeze_teacher(model)
 
 

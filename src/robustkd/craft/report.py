@@ -39,6 +39,7 @@ from robustkd.atomic import atomic_write_bytes, atomic_write_text
 from robustkd.craft import layout
 from robustkd.craft.corruptions import corruption_family
 from robustkd.provenance import now_iso, write_provenance
+from robustkd.readback import read_json
 from robustkd.report.tables import (
     TABLE_FORMATS,
     Cell,
@@ -131,7 +132,7 @@ def load_runs(config: Mapping[str, Any]) -> Runs:
     for m in methods:
         for s in config["seeds"]:
             p = layout.student_files(m, s)["metrics"]
-            metrics[(m, int(s))] = json.loads(Path(p).read_text())
+            metrics[(m, int(s))] = read_json(p, "metrics file")
             paths[(m, int(s))] = p
     tpath = layout.teacher_files()["metrics"]
     cor = config["craft"]["corruptions"]
@@ -139,7 +140,7 @@ def load_runs(config: Mapping[str, Any]) -> Runs:
         methods,
         metrics,
         paths,
-        json.loads(Path(tpath).read_text()),
+        read_json(tpath, "teacher metrics file"),
         tpath,
         layout.heldout_corruptions(config),
         [c for c in cor["craft_train"] if c in cor["evaluate"]],

@@ -32,6 +32,7 @@ from PIL import Image
 from robustkd.atomic import make_temp_dir, write_json_atomic
 from robustkd.errors import DataError
 from robustkd.provenance import now_iso, sha256_file, write_provenance
+from robustkd.readback import load_array
 
 __all__ = ["MANIFEST_COLUMNS", "PreparedDataset", "PreparedWriter", "check_image"]
 
@@ -270,10 +271,16 @@ class PreparedDataset:
                     f"{self.root / 'manifest.csv'}: columns {reader.fieldnames}, "
                     f"expected {list(MANIFEST_COLUMNS)}"
                 )
-            self.rows = [
-                _Row(r["split"], int(r["label"]), r["path"], int(r["index"]), r["sha256"])
-                for r in reader
-            ]
+            self.rows = []
+            for r in reader:
+                try:
+                    row = _Row(r["split"], int(r["label"]), r["path"], int(r["index"]), r["sha256"])
+                except (TypeError, ValueError) as exc:  # a short or garbled line
+                    raise DataError(
+                        f"{self.root / 'manifest.csv'}, line {reader.line_num}: malformed row "
+                        f"({exc}); delete {self.root} and rerun its prepare job"
+                    ) from None
+                self.rows.append(row)
         self._arrays: dict[str, np.ndarray] = {}
 
     @property
@@ -298,7 +305,7 @@ class PreparedDataset:
 
     def _array(self, rel: str) -> np.ndarray:
         if rel not in self._arrays:
-            self._arrays[rel] = np.load(self.root / rel, mmap_mode="r")
+            self._arrays[rel] = load_array(self.root / rel, "prepared array", mmap_mode="r")
         return self._arrays[rel]
 
     def image(self, row: int) -> Image.Image:

@@ -3,10 +3,17 @@
 A checkpoint holds the model, optimizer, scheduler and grad-scaler states, the step and epoch,
 every RNG state (Python, NumPy, torch CPU and accelerator) and the resolved config. It is written
 to a temporary file and renamed, and refused if any weight is non-finite.
+
+Everything in it is a tensor, a number, a string or a container of them, so it loads with
+``weights_only=True`` (:func:`robustkd.readback.load_torch`): a checkpoint on a shared
+filesystem cannot run code in the jobs that resume from it. An unreadable checkpoint (a
+truncated file from a killed job) is moved aside and the run trains afresh; one holding other
+pickled objects is refused with an error.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Mapping
@@ -18,6 +25,7 @@ import torch
 from torch import nn
 
 from robustkd.errors import RobustKDError
+from robustkd.readback import UnreadableFileError, UnsafeFileError, load_torch
 
 __all__ = [
     "NonFiniteError",
@@ -28,6 +36,8 @@ __all__ = [
     "save_checkpoint",
     "save_weights",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteError(RobustKDError):
@@ -50,10 +60,21 @@ def assert_finite_parameters(model: nn.Module, what: str) -> None:
 
 
 def capture_rng() -> dict[str, Any]:
-    """Return the state of every random generator of this process."""
+    """Return the state of every random generator of this process.
+
+    Only tuples, numbers, strings and tensors, so a checkpoint holding it loads with
+    ``weights_only=True``: NumPy's key array (624 uint32) is stored as an int64 tensor.
+    """
+    np_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -64,7 +85,15 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: Mapping[str, Any]) -> None:
     """Restore generator states captured by :func:`capture_rng`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    npy = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": npy["bit_generator"],
+            "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+            "has_gauss": npy["has_gauss"],
+            "gauss": npy["gauss"],
+        }
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -98,19 +127,55 @@ def save_checkpoint(
     _atomic_torch_save({"model": model.state_dict(), "rng": capture_rng(), **state}, Path(path))
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, set_aside: bool = True
+) -> dict[str, Any] | None:
     """Load a checkpoint written by :func:`save_checkpoint`, or None if there is none.
+
+    A file that cannot be read (truncated by a kill, corrupt, not a checkpoint) is treated like
+    a foreign checkpoint: a warning names it, it is renamed to ``<name>.unreadable`` (replacing
+    an earlier one) so the evidence stays, and None is returned, so the run trains afresh
+    instead of failing on every rerun.
 
     Args:
         path: The checkpoint file.
+        set_aside: Rename an unreadable file (only rank 0 of a torchrun job does).
 
     Returns:
-        The checkpoint dict (tensors on CPU), or None when the file does not exist.
+        The checkpoint dict (tensors on CPU), or None when there is no readable one.
+
+    A checkpoint of an older robustkd, which stored NumPy arrays, is set aside likewise
+    without being loaded (it could not be resumed anyway: the code changed).
+
+    Raises:
+        UnsafeFileError: The file holds other pickled objects than tensors, numbers and
+            strings (names the file and the objects); it is not loaded, and not moved.
     """
     path = Path(path)
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = load_torch(path, "checkpoint")
+    except UnsafeFileError as exc:
+        if not all(g.startswith("numpy.") for g in exc.unsafe_globals):
+            raise
+        problem = f"{path}: written by an older robustkd (it holds NumPy arrays)"
+    except UnreadableFileError as exc:
+        problem = exc.reason
+    else:
+        if isinstance(ckpt, dict) and "model" in ckpt:
+            return ckpt
+        problem = f"{path}: not a training checkpoint (no 'model' entry)"
+    aside = path.with_name(f"{path.name}.unreadable")
+    if set_aside:
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:  # another rank's attempt, or a concurrent rerun, moved it
+            pass
+    log.warning(
+        "%s; %s; training starts afresh", problem, f"moved to {aside}" if set_aside else "ignored"
+    )
+    return None
 
 
 def save_weights(path: str | os.PathLike[str], model: nn.Module) -> None:

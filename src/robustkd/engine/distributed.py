@@ -205,7 +205,7 @@ def run_job(
     if returncode != 0:
         raise LaunchError(
             f"{name} job under torchrun ({processes} processes) exited with code "
-            f"{returncode}; see the ranks' errors above"
+            f"{returncode}; the ranks' errors and tracebacks are logged above"
         )
     return None
 

@@ -8,7 +8,6 @@ each seed from its own checkpoint.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from robustkd.models.backbones import (
     freeze,
 )
 from robustkd.provenance import now_iso, write_provenance
+from robustkd.readback import load_weights, read_json
 
 __all__ = [
     "FinetuneRun",
@@ -473,8 +473,8 @@ def finetune_job(
 
 
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``metrics.json``."""
-    return json.loads(Path(path).read_text())
+    """Read a ``metrics.json`` (:class:`~robustkd.readback.UnreadableFileError` names it)."""
+    return read_json(path, "metrics file")
 
 
 def load_classifier(
@@ -491,7 +491,7 @@ def load_classifier(
         The classifier in eval mode.
     """
     clf = Classifier(create_backbone({**backbone, "weights": None}), num_classes)
-    clf.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    load_weights(clf, weights, "classifier weights")
     return clf.eval()
 
 

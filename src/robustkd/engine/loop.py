@@ -307,10 +307,24 @@ def _duration(seconds: float) -> str:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Keep only the log lines of steps already done (a resumed run redoes the rest)."""
+    """Keep only the log lines of steps already done (a resumed run redoes the rest).
+
+    A line that is not a JSON record with a step (the half-written last line of a killed job)
+    is dropped with a warning naming the file.
+    """
     if not path.exists():
         return
-    kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    kept, dropped = [], 0
+    for ln in path.read_text(errors="replace").splitlines():
+        try:
+            done = int(json.loads(ln)["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            dropped += bool(ln)
+            continue
+        if done:
+            kept.append(ln)
+    if dropped:
+        log.warning("%s: dropped %d unreadable line(s) (a killed job's last write?)", path, dropped)
     path.write_text("".join(f"{ln}\n" for ln in kept))
 
 
@@ -375,7 +389,7 @@ def train(
     # --- resume --------------------------------------------------------------------------------
     step, resumed_from = 0, None
     identity = _run_identity(cfg, record, seed, dataset, total)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path, set_aside=ctx.main)
     stale = None if ckpt is None else _stale(ckpt.get("identity"), identity)
     if stale:
         log.warning(

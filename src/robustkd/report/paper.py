@@ -7,10 +7,8 @@ from the teacher, our students and the supervised models. The plotting itself li
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 import torch
 
 from robustkd.layout import METHOD_LABELS, finetune_files, fraction_tag, ladder_file
+from robustkd.readback import read_json
 from robustkd.report.figures import AttentionPanel, severity_label, severity_of
 
 __all__ = ["attention_grid", "fig2_frame", "fig3_frame", "fig4_panels"]
@@ -44,7 +43,7 @@ def fig2_frame(config: Mapping[str, Any]) -> pd.DataFrame:
     for method in exp["methods"]:
         for trained in (lad["train"] for lad in exp["ladders"]):
             path = ladder_file(method, trained)
-            for r in json.loads(Path(path).read_text())["results"]:
+            for r in read_json(path, "ladder metrics file")["results"]:
                 spec = config["distortions"][r["distortion"]]
                 rows.append(
                     {
@@ -89,7 +88,7 @@ def fig3_frame(config: Mapping[str, Any]) -> pd.DataFrame:
                             "distortion": dist,
                             "fraction": float(f),
                             "seed": seed,
-                            "top1": json.loads(Path(path).read_text())["top1"],
+                            "top1": read_json(path, "metrics file")["top1"],
                             "source": path,
                         }
                     )
