@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 
 # The workflow runs from a plain checkout: the package's source is importable without install.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+sys.path.insert(0, str(Path(workflow.basedir).absolute() / "src"))
 
-from robustkd.config import validate_config
+from robustkd.config import resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
 from robustkd.layout import (
     DISTILL_METHODS,
@@ -26,8 +26,13 @@ from robustkd.layout import (
 
 DATASETS = ["imagenet100", "cifar10", "cifar100", "stl10", "resisc45", "camelyon17"]
 
+# The workflow's own files (schema, class list, scripts, envs) are found beside the Snakefile;
+# results, logs and data paths are relative to the working directory (`-d`, default: here).
+WORKFLOW_DIR = Path(workflow.basedir).absolute()
+
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    validate_config(config, WORKFLOW_DIR / "config" / "schema.yaml")
+    resolve_workflow_files(config, WORKFLOW_DIR)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
