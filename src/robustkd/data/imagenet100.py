@@ -8,7 +8,10 @@ Raw layout (ILSVRC-2012 as distributed, or Kaggle's ``ILSVRC/Data/CLS-LOC/`` ins
   already sorted into ``val/<wnid>/`` folders.
 
 ImageNet cannot be downloaded automatically; a missing root is an error. Labels follow the sorted
-wnids (as ImageFolder assigns them), not the unsorted order of the CMC list.
+wnids (as ImageFolder assigns them), not the unsorted order of the CMC list. The tree may sit one
+folder deeper than ``root``; hidden files (macOS's ``._*`` copies) and ``__MACOSX`` are ignored;
+``LOC_val_solution.csv`` may have been re-saved by pandas or a spreadsheet, and may name images
+with their extension (:mod:`robustkd.data.rawfiles`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from robustkd.data.prepared import PreparedWriter
+from robustkd.data.rawfiles import find_release_dir, is_junk, read_csv_table
 from robustkd.data.registry import register_dataset
 from robustkd.data.synthetic import draw_image
 from robustkd.errors import DataError
@@ -44,6 +48,7 @@ log = logging.getLogger(__name__)
 _WNID = re.compile(r"^n\d{8}$")
 _IMAGE_EXT = {".jpeg", ".jpg", ".png"}
 VAL_LABELS = "LOC_val_solution.csv"
+_VAL_HEADER = "ImageId,PredictionString"  # the first line of Kaggle's LOC_val_solution.csv
 # The CMC ImageNet-100 (Tian et al., Contrastive Multiview Coding; the list the Contrastive
 # Inversion code uses), in its file's order: config/imagenet100.txt, sha256 79f3f155...1397
 # (reference/FACTS.md). Other papers use other 100-class lists; preparation warns about them.
@@ -168,8 +173,14 @@ def find_ilsvrc_root(root: str | os.PathLike[str]) -> Path:
     """
     root = Path(root)
     for cand in (root, root / "ILSVRC" / "Data" / "CLS-LOC"):
-        if (cand / "train").is_dir() and (cand / "val").is_dir():
+        if _has_train_val(cand):
             return cand
+    # One folder deeper (an archive unpacked into a folder of its own), Kaggle's layout too.
+    found = find_release_dir(root, None, _has_train_val) or find_release_dir(
+        root, "ILSVRC/Data/CLS-LOC", _has_train_val
+    )
+    if found is not None:
+        return found
     raise DataError(
         f"{root}: no ILSVRC-2012 train/ and val/ folders found. ImageNet cannot be downloaded "
         "automatically: obtain ILSVRC-2012 from image-net.org and set "
@@ -177,23 +188,39 @@ def find_ilsvrc_root(root: str | os.PathLike[str]) -> Path:
     )
 
 
+def _has_train_val(folder: Path) -> bool:
+    return (folder / "train").is_dir() and (folder / "val").is_dir()
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_EXT and p.is_file())
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in _IMAGE_EXT and not is_junk(p.name) and p.is_file()
+    )
 
 
 def _read_val_labels(csv_path: Path) -> dict[str, str]:
+    """ImageId (without extension) -> wnid, from Kaggle's ``LOC_val_solution.csv``."""
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: val label file not found (flat val/ needs it)")
-    with open(csv_path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
-            raise DataError(f"{csv_path}: expected columns ImageId,PredictionString")
-        labels = {}
-        for row in reader:
-            tokens = row["PredictionString"].split()
-            if not tokens:
-                raise DataError(f"{csv_path}: empty label for {row['ImageId']}")
-            labels[row["ImageId"]] = tokens[0]
+    table = read_csv_table(csv_path, ("ImageId", "PredictionString"), release=_VAL_HEADER)
+    labels: dict[str, str] = {}
+    for line, image_id, prediction in table.itertuples():
+        image_id = (
+            image_id.rsplit(".", 1)[0] if Path(image_id).suffix.lower() in _IMAGE_EXT else image_id
+        )
+        tokens = prediction.split()
+        if not tokens or not _WNID.match(tokens[0]):
+            raise DataError(
+                f"{csv_path}, line {line}: PredictionString {prediction!r} of {image_id} does "
+                "not start with a wnid (the release's: 'n01751748 43 25 476 376 ...')"
+            )
+        if labels.setdefault(image_id, tokens[0]) != tokens[0]:
+            raise DataError(
+                f"{csv_path}, line {line}: {image_id} is labelled {tokens[0]} here and "
+                f"{labels[image_id]} on an earlier line"
+            )
     return labels
 
 
