@@ -255,15 +255,17 @@ def test_gres_request_is_the_only_gpu_request_and_sets_the_processes(slurm_run):
     """A profile that replaces `gpu` by `gres: "gpu:a100:2"` (README): sbatch gets only that
     request, and the training job runs 2 processes under torchrun (gloo on this CPU).
 
-    Reruns the teacher of the first run (its inputs are there) with such a profile.
+    Trains the teacher of the first run again from scratch (its inputs are there; its folder,
+    checkpoint included, is removed) with such a profile.
     """
     on_slurm, env = slurm_run["slurm"], slurm_run["env"]
     overlay = _test_overlay(
         slurm_run["tmp"] / "gres", {"pretrain_backbone": {"gres": "gpu:a100:2"}}
     )
     target = "results/teachers/vit/model.pth"
-    args = ["--forcerun", "pretrain_backbone", "--profile", "profiles/slurm"]
-    proc = _snakemake(on_slurm, target, *args, "--profile", str(overlay), env=env)
+    shutil.rmtree(on_slurm / "results" / "teachers" / "vit")
+    args = ["--profile", "profiles/slurm", "--profile", str(overlay)]
+    proc = _snakemake(on_slurm, target, *args, env=env)
     assert proc.returncode == 0, proc.stderr[-6000:]
     job = _jobs_in(on_slurm, env)["pretrain_backbone_wildcards_vit"]
     assert job["JobState"] == "COMPLETED"
@@ -273,6 +275,8 @@ def test_gres_request_is_the_only_gpu_request_and_sets_the_processes(slurm_run):
     log = (on_slurm / "logs" / "pretrain_backbone" / "vit.log").read_text()
     assert "launching pretrain job on 2 processes" in log
     assert "[rank 0/2]" in log and "[rank 1/2]" in log
+    assert "[rank 0/2] robustkd.engine.loop: epoch 2/2 step 6/6" in log  # trained, 2 ranks
+    assert "resumed from" not in log
     assert (on_slurm / target).is_file()
 
 
