@@ -57,7 +57,11 @@ def verify_md5(path: str | os.PathLike[str], expected: str | None) -> None:
         return
     actual = md5sum(path)
     if actual != expected.lower():
-        raise DataError(f"{path}: md5 mismatch (expected {expected}, got {actual})")
+        raise DataError(
+            f"{path}: md5 mismatch (expected {expected}, got {actual}; {path.stat().st_size:,} "
+            "bytes): not the expected file, or a truncated copy of it (an interrupted download "
+            "or copy); download or copy it again"
+        )
 
 
 def read_checksum_file(path: str | os.PathLike[str]) -> dict[str, str]:
