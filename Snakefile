@@ -1,12 +1,14 @@
 # robustkd: regenerate the tables and figures of two distortion-robust distillation papers.
 #   Offline miniature:  snakemake --cores 2 --configfile config/demo.yaml all
 #   SLURM cluster:      snakemake --profile profiles/slurm all
+#   Results elsewhere:  snakemake -s <checkout>/Snakefile -d /scratch/run --cores 2 all
 from snakemake.utils import min_version
 
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The base config is the workflow's own: found beside this file, whatever the working directory.
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

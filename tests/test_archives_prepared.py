@@ -76,6 +76,46 @@ def test_truncated_archive(tmp_path):
     assert _leftovers(tmp_path) == ["t.tar.gz"]
 
 
+def test_truncated_zip_is_called_truncated(tmp_path):
+    """A zip cut short has no central directory: it is a truncated zip, not an unknown format."""
+    payload = np.random.default_rng(0).bytes(50_000)
+    z = tmp_path / "NWPU-RESISC45.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("top/big.bin", payload)
+    z.write_bytes(z.read_bytes()[: z.stat().st_size // 2])
+    with pytest.raises(DataError) as info:
+        extract_archive(z, tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith(f"{z}: truncated or corrupt zip archive")
+    assert "not a zip or tar" not in message and "download or copy it again" in message
+    assert _leftovers(tmp_path) == ["NWPU-RESISC45.zip"]
+    z.write_bytes(b"")
+    with pytest.raises(DataError, match=r"NWPU-RESISC45.zip: empty file \(0 bytes\): truncated"):
+        extract_archive(z, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["t.tgz", "t.TAR.GZ", "t.download", "t.tar"])
+def test_tar_recognised_by_content_whatever_its_name(tmp_path, name):
+    path = tmp_path / name
+    if name == "t.tar":
+        with tarfile.open(path, "w") as tf:
+            info = tarfile.TarInfo("top/a.txt")
+            info.size = 2
+            tf.addfile(info, io.BytesIO(b"hi"))
+    else:
+        _tar(path, {"top/a.txt": b"hi"})
+    extract_archive(path, tmp_path / "out")
+    assert (tmp_path / "out" / "top" / "a.txt").read_bytes() == b"hi"
+
+
+def test_not_an_archive_says_so(tmp_path):
+    path = tmp_path / "page.html"
+    path.write_text("<html>404</html>")
+    with pytest.raises(DataError, match="page.html: not a zip or tar archive"):
+        extract_archive(path, tmp_path / "out")
+    assert _leftovers(tmp_path) == ["page.html"]
+
+
 def test_corrupt_zip_member(tmp_path):
     z = tmp_path / "c.zip"
     with zipfile.ZipFile(z, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -92,7 +132,7 @@ def test_fetch_verifies_md5(tmp_path):
     f = tmp_path / "file.bin"
     f.write_bytes(b"hello")
     assert fetch_file(tmp_path, "file.bin", md5sum(f)) == f
-    with pytest.raises(DataError, match="file.bin: md5 mismatch"):
+    with pytest.raises(DataError, match=r"file.bin: md5 mismatch .*bytes\): not the expected"):
         fetch_file(tmp_path, "file.bin", "0" * 32)
     with pytest.raises(DataError, match="missing.bin: file not found.*download"):
         fetch_file(tmp_path, "missing.bin", None, url="http://example.invalid/x", download=False)

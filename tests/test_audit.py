@@ -244,6 +244,31 @@ def test_any_output_file_can_be_audited(chain):
         assert result.problems[0].path == "results/data/toy/images/train/img0.png"
 
 
+def test_any_output_folder_can_be_audited(chain, capsys):
+    """A prepared dataset, a run folder, a folder above several runs, a tables folder."""
+    for target in ("results/data/toy", "results/data/toy/", "./results/data/toy"):
+        result, out = _audit(target)
+        assert result.ok, (target, result.problems)
+        assert "prepare_toy" in out and "3 manifest images re-hashed" in out
+        assert result.links == 2  # the preparation and the raw data it came from
+    result, out = _audit("results/distill/ours/mask")
+    assert result.ok
+    for seed in (0, 1, 2):
+        assert f"<- distill  results/distill/ours/mask/seed{seed}/provenance.json" in out
+    assert result.links == 3 + 3  # three students, the teacher, the prepared data, the raw data
+    result, _ = _audit("results/tables")
+    assert result.ok and result.cells == 2
+    with flipped(Path("results/data/toy/images/train/img0.png")):
+        result, _ = _audit("results/data/toy")
+        assert result.problems[0].path == "results/data/toy/images/train/img0.png"
+        assert main(["audit", "-q", "results/data/toy"]) == 1
+    assert main(["audit", "-q", "results/data/toy"]) == 0
+    Path("results/scratch").mkdir()
+    assert main(["audit", "results/scratch"]) == 2
+    err = capsys.readouterr().err
+    assert "results/scratch: no provenance.json in this folder or below it" in err
+
+
 def test_an_edited_table_fails(chain):
     with flipped(Path("results/tables/toytable.md"), offset=3):
         result, _ = _audit("toytable")

@@ -156,3 +156,45 @@ def test_demo_raw_is_deterministic(tmp_path, class_list):
     assert read == [p.read_bytes() for p in b]
     assert read != [p.read_bytes() for p in c]
     assert all(Image.open(p).format == "JPEG" for p in a if p.suffix == ".JPEG")
+
+
+def test_cmc_list_is_the_shipped_class_list(class_list):
+    from robustkd.data.imagenet100 import CMC_WNIDS, compare_with_cmc
+
+    assert list(CMC_WNIDS) == read_class_list(class_list)
+    same = compare_with_cmc(list(reversed(CMC_WNIDS)), path=class_list)
+    assert same["cmc"] and same["differ"] == 0
+    assert same["sha256"].startswith("79f3f155") and same["sha256"].endswith("1397")
+    others = [f"n{90000000 + i:08d}" for i in range(37)]
+    swapped = compare_with_cmc([*CMC_WNIDS[37:], *others])
+    assert not swapped["cmc"] and swapped["differ"] == 37
+    assert swapped["not_in_cmc"] == others and len(swapped["missing_from_cmc"]) == 37
+    assert compare_with_cmc(CMC_WNIDS[:50])["differ"] == 50  # half of CMC's classes left out
+    assert compare_with_cmc(CMC_WNIDS[:50], subset=True)["cmc"]  # the miniature's part of it
+
+
+def test_another_class_list_warns_and_is_recorded(raw, tmp_path, class_list, caplog):
+    """Two of four classes outside CMC's list: prepared as given, a warning, the provenance."""
+    import json
+    import logging
+
+    wnids = read_class_list(class_list, 2) + ["n01440764", "n01443537"]  # the raw's non-CMC
+    other = tmp_path / "other100.txt"
+    other.write_text("".join(f"{w}\n" for w in wnids))
+    with caplog.at_level(logging.WARNING, logger="robustkd"):
+        out = prepare(raw, tmp_path / "prep", class_list=other, n_classes=4)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert f"{other}: not the CMC ImageNet-100 class list" in warned[0]
+    assert "2 classes differ" in warned[0] and "n01440764, n01443537" in warned[0]
+    assert PreparedDataset(out).classes == sorted(wnids)
+    record = json.loads((out / "provenance.json").read_text())["class_list"]
+    assert record["cmc"] is False and record["differ"] == 2
+    assert record["not_in_cmc"] == ["n01440764", "n01443537"] and record["path"] == str(other)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustkd"):
+        out = prepare(raw, tmp_path / "cmc", class_list=class_list, n_classes=N_CLASSES)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    record = json.loads((out / "provenance.json").read_text())["class_list"]
+    assert record["cmc"] is True and record["differ"] == 0

@@ -117,17 +117,24 @@ def _copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def _test_overlay(path: Path) -> Path:
+def _test_overlay(path: Path, gpus: dict[str, dict[str, object]] | None = None) -> Path:
     """A second profile for this test cluster, applied after profiles/slurm.
 
     It holds what depends on the cluster, not on the workflow: no accounting here, so job status
     comes from squeue; status checks start after 2 s; no retries. A later profile replaces whole
     keys, so set-resources is the shipped one (GPUs kept) with CPUs, memory and time cut to what
     a 2-core test machine gives, and one thread per job (the local run uses one too, so the
-    teacher's weights must come out bit-identical).
+    teacher's weights must come out bit-identical). ``gpus`` replaces the GPU request of some
+    rules (rule -> e.g. ``{"gres": "gpu:a100:2"}``), as a user's copy of the profile does.
     """
     shipped = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
     caps = {"cpus_per_task": 1, "mem_mb": 2000, "runtime": 30}
+    resources = {
+        rule: {k: min(v, caps[k]) if k in caps else v for k, v in res.items()}
+        for rule, res in shipped["set-resources"].items()
+    }
+    for rule, request in (gpus or {}).items():
+        resources[rule] = {k: v for k, v in resources[rule].items() if k != "gpu"} | request
     overlay = {
         "slurm-status-command": "squeue",
         "slurm-init-seconds-before-status-checks": 2,
@@ -135,10 +142,7 @@ def _test_overlay(path: Path) -> Path:
         "retries": 0,
         "latency-wait": 5,
         "set-threads": {rule: 1 for rule in shipped["set-threads"]},
-        "set-resources": {
-            rule: {k: min(v, caps[k]) if k in caps else v for k, v in res.items()}
-            for rule, res in shipped["set-resources"].items()
-        },
+        "set-resources": resources,
     }
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
@@ -156,9 +160,9 @@ def _jobs_in(workdir: Path, env: dict[str, str]) -> dict[str, dict[str, str]]:
         timeout=30,
     ).stdout
     jobs = {}
-    for line in out.splitlines():
-        fields = dict(re.findall(r"(\w+)=(\S*)", line))
-        if fields.get("WorkDir") == str(workdir):
+    records = (dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines())
+    for fields in sorted(records, key=lambda f: int(f.get("JobId", 0))):
+        if fields.get("WorkDir") == str(workdir):  # a job run again: its last record
             jobs[fields["Comment"].removeprefix("rule_")] = fields
     return jobs
 
@@ -182,7 +186,10 @@ def _comparable(path: Path) -> object:
     return path.read_bytes()
 
 
-def test_demo_dag_through_slurm_equals_local_run(slurm_cluster, tmp_path):
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory):
+    """Part of the demo DAG run through SLURM with the shipped profile, and locally beside it."""
+    tmp_path = tmp_path_factory.mktemp("slurm_run")
     env = slurm_cluster["env"]
     on_slurm = _copy_workflow(tmp_path / "slurm")
     local = _copy_workflow(tmp_path / "local")
@@ -209,6 +216,11 @@ def test_demo_dag_through_slurm_equals_local_run(slurm_cluster, tmp_path):
             reference.kill()
         local_log.close()
     print(f"SLURM run of {len(EXPECTED_JOBS)} jobs: {took:.0f} s")
+    return {"slurm": on_slurm, "local": local, "proc": proc, "env": env, "tmp": tmp_path}
+
+
+def test_demo_dag_through_slurm_equals_local_run(slurm_run):
+    on_slurm, local, proc, env = (slurm_run[k] for k in ("slurm", "local", "proc", "env"))
 
     # Every job went through sbatch, completed, and the GPU rule asked for its GPU.
     assert "has been submitted with SLURM jobid" in proc.stderr
@@ -237,6 +249,35 @@ def test_demo_dag_through_slurm_equals_local_run(slurm_cluster, tmp_path):
     for rel in files:
         assert (on_slurm / rel).is_file(), rel
         assert _comparable(on_slurm / rel) == _comparable(local / rel), rel
+
+
+def test_gres_request_is_the_only_gpu_request_and_sets_the_processes(slurm_run):
+    """A profile that replaces `gpu` by `gres: "gpu:a100:2"` (README): sbatch gets only that
+    request, and the training job runs 2 processes under torchrun (gloo on this CPU).
+
+    Trains the teacher of the first run again from scratch (its inputs are there; its folder,
+    checkpoint included, is removed) with such a profile.
+    """
+    on_slurm, env = slurm_run["slurm"], slurm_run["env"]
+    overlay = _test_overlay(
+        slurm_run["tmp"] / "gres", {"pretrain_backbone": {"gres": "gpu:a100:2"}}
+    )
+    target = "results/teachers/vit/model.pth"
+    shutil.rmtree(on_slurm / "results" / "teachers" / "vit")
+    args = ["--profile", "profiles/slurm", "--profile", str(overlay)]
+    proc = _snakemake(on_slurm, target, *args, env=env)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    job = _jobs_in(on_slurm, env)["pretrain_backbone_wildcards_vit"]
+    assert job["JobState"] == "COMPLETED"
+    # One GPU request: --gres lands in TresPerNode, --gpus in TresPerJob.
+    gpu_requests = [f"{k}={v}" for k, v in job.items() if k.startswith("TresPer") and "gpu" in v]
+    assert gpu_requests == ["TresPerNode=gres:gpu:a100:2"], gpu_requests
+    log = (on_slurm / "logs" / "pretrain_backbone" / "vit.log").read_text()
+    assert "launching pretrain job on 2 processes" in log
+    assert "[rank 0/2]" in log and "[rank 1/2]" in log
+    assert "[rank 0/2] robustkd.engine.loop: epoch 2/2 step 6/6" in log  # trained, 2 ranks
+    assert "resumed from" not in log
+    assert (on_slurm / target).is_file()
 
 
 def test_profile_by_bare_name(slurm_cluster, tmp_path):

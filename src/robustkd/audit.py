@@ -693,6 +693,35 @@ def _is_table(text: str, root: Path) -> bool:
     return in_tables or (root / cand).is_file()
 
 
+def _folder_records(folder: str, root: Path) -> list[str]:
+    """A folder's own ``provenance.json``, else every record below it (tables' too), sorted."""
+    if (root / folder / PROVENANCE).is_file():
+        return [_norm(Path(folder) / PROVENANCE)]
+    found = (
+        p.relative_to(root)
+        for p in (root / folder).rglob("*provenance.json")
+        if p.is_file() and (p.name == PROVENANCE or p.name.endswith(".provenance.json"))
+    )
+    return sorted(_norm(p) for p in found)
+
+
+def _audit_folder(auditor: Auditor, folder: str, root: Path) -> None:
+    """Audit a folder the pipeline wrote: the job that made it, or every job and table below."""
+    records = _folder_records(folder, root)
+    if not records:
+        raise AuditError(
+            f"{folder}: no {PROVENANCE} in this folder or below it, so the pipeline did not "
+            "write it; give a table, or a file or folder under results/"
+        )
+    for prov in records:
+        rec = _load_json(root / prov, "provenance record")
+        if isinstance(rec.get("table"), dict):
+            auditor.audit_table(prov)
+        else:
+            _check_record(rec, Path(prov))
+            auditor.audit_link(prov)
+
+
 def audit(
     target: str | os.PathLike[str],
     *,
@@ -703,8 +732,10 @@ def audit(
     """Audit a table (every cell, or one) or any output file of the pipeline.
 
     Args:
-        target: A table (name or any of its files), a file under ``results/`` or a job's
-            ``provenance.json``.
+        target: A table (name or any of its files), a file under ``results/``, a job's
+            ``provenance.json``, or a folder the pipeline wrote (a prepared dataset, a run
+            folder: the job whose ``provenance.json`` it holds; a folder above several runs or
+            tables: each of them).
         cell: ``(row, column)`` key or label of one cell of a table.
         root: The project root.
         echo: Receives the printed chain, line by line (the closing lines are in
@@ -714,7 +745,8 @@ def audit(
         The result; ``result.ok`` is False when any file is missing or changed.
 
     Raises:
-        AuditError: Unknown table or file, unreadable table provenance, unknown cell.
+        AuditError: Unknown table, file or folder, a folder without any provenance record,
+            unreadable table provenance, unknown cell.
     """
     root = Path(root)
     auditor = Auditor(root, echo)
@@ -724,9 +756,11 @@ def audit(
     else:
         if cell is not None:
             raise AuditError(f"{text}: --cell applies to tables only")
-        if not (root / text).is_file():
-            raise AuditError(f"{text}: no such file")
-        if Path(text).name == PROVENANCE:
+        if (root / text).is_dir():
+            _audit_folder(auditor, _norm(text), root)
+        elif not (root / text).is_file():
+            raise AuditError(f"{text}: no such file or folder")
+        elif Path(text).name == PROVENANCE:
             _check_record(_load_json(root / text, "provenance record"), Path(text))
             auditor.audit_link(text)
         else:

@@ -3,10 +3,11 @@
     robustkd audit results/tables/table1.csv                 # every cell of Table 1
     robustkd audit table3 --cell global noise-0.5            # one cell (row, column: key or label)
     robustkd audit results/distill/ours/mask-0.90/seed0/student.pth   # any output of the pipeline
+    robustkd audit results/data/imagenet100                  # or any folder it wrote
 
 Exit status: 0 when the whole chain is intact, 1 when a file is missing or changed (the last
 line names the first one), 2 on bad input (unknown table, missing or malformed provenance of
-the table, unknown cell).
+the table, unknown cell, a folder without provenance records).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "target",
-        help="a table (table1, results/tables/table1.csv, .md, .tex, .html) or any file "
-        "under results/",
+        help="a table (table1, results/tables/table1.csv, .md, .tex, .html), or any file or "
+        "folder under results/ (a folder: the job that wrote it, or every job and table below)",
     )
     p.add_argument(
         "--cell",

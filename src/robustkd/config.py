@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,18 @@ import yaml
 
 from robustkd.errors import ConfigError
 
-__all__ = ["load_config", "merge_configs", "validate_config"]
+__all__ = [
+    "WORKFLOW_FILE_KEYS",
+    "load_config",
+    "merge_configs",
+    "resolve_workflow_files",
+    "validate_config",
+]
 
 _DATASETS = ("imagenet100", "cifar10", "cifar100", "stl10", "resisc45", "camelyon17")
+# Config keys that may name a file shipped with the workflow (relative to its checkout). Every
+# other relative path (data roots, md5sums, weights) is relative to the working directory.
+WORKFLOW_FILE_KEYS = ("data.datasets.imagenet100.class_list",)
 
 
 def merge_configs(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,3 +164,49 @@ def load_config(
         merged = merge_configs(merged, loaded)
     validate_config(merged, schema or Path(path).parent / "schema.yaml")
     return merged
+
+
+def resolve_workflow_files(
+    config: MutableMapping[str, Any],
+    workflow_dir: str | os.PathLike[str],
+    workdir: str | os.PathLike[str] = ".",
+) -> dict[str, str]:
+    """Point config paths of the workflow's own files at the workflow, in place.
+
+    ``snakemake -s <checkout>/Snakefile -d <workdir>`` runs in ``workdir``, where a relative
+    ``config/imagenet100.txt`` does not exist. For each key of :data:`WORKFLOW_FILE_KEYS`, a
+    relative path is kept when it names a file in ``workdir`` (your own file, or the checkout
+    itself when run there); otherwise, when it names a file of the workflow, it becomes that
+    file's absolute path.
+
+    Args:
+        config: The merged config (Snakemake's ``config``); changed in place.
+        workflow_dir: The folder of the workflow's Snakefile.
+        workdir: The working directory (relative paths of results and data start here).
+
+    Returns:
+        Dotted key -> new value, for each path that was changed.
+
+    Raises:
+        ConfigError: The file is in neither place (the message names the key and both paths).
+    """
+    changed: dict[str, str] = {}
+    for key in WORKFLOW_FILE_KEYS:
+        *parents, leaf = key.split(".")
+        node: Any = config
+        for part in parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, MutableMapping) or not isinstance(node.get(leaf), str):
+            continue
+        value = node[leaf]
+        if Path(value).is_absolute() or (Path(workdir) / value).is_file():
+            continue
+        shipped = Path(workflow_dir).absolute() / value
+        if not shipped.is_file():
+            raise ConfigError(
+                f"config key '{key}': {value!r} is neither a file of the working directory "
+                f"({Path(workdir).absolute() / value}) nor of the workflow ({shipped}); "
+                "fix the path (relative paths start in the working directory)"
+            )
+        node[leaf] = changed[key] = str(shipped)
+    return changed

@@ -9,7 +9,7 @@
 #
 # Usage: tests/slurm/start.sh STATE_DIR [PARTITION [GPUS]]
 #   PARTITION  name of the single (default) partition          [default: rkdtest]
-#   GPUS       fake GPUs on the node (gres gpu:N; 0 for none) [default: 2]
+#   GPUS       fake GPUs on the node (gres gpu:a100:N; 0 for none) [default: 2]
 #
 # Needs root and Debian's slurmctld, slurmd, slurm-client and munge (.ci/slurm-setup installs
 # them). Keep STATE_DIR short: munge's socket path must fit in 108 bytes.
@@ -112,12 +112,15 @@ cpus=$(nproc)
 
 gres_line=""
 if [ "$gpus" -gt 0 ]; then
-    # Fake GPUs: character devices equal to /dev/null; jobs then get CUDA_VISIBLE_DEVICES.
+    # Fake GPUs: character devices equal to /dev/null; jobs then get CUDA_VISIBLE_DEVICES. They
+    # have a type (a100), so that typed requests (--gres=gpu:a100:2, the README's example) and
+    # untyped ones (--gpus=1) both work.
     for i in $(seq 0 $((gpus - 1))); do
         [ -c "$state/gpu/fakegpu$i" ] || mknod "$state/gpu/fakegpu$i" c 1 3
     done
-    echo "NodeName=$host Name=gpu File=$state/gpu/fakegpu[0-$((gpus - 1))]" >"$state/gres.conf"
-    gres_line="Gres=gpu:$gpus"
+    echo "NodeName=$host Name=gpu Type=a100 File=$state/gpu/fakegpu[0-$((gpus - 1))]" \
+        >"$state/gres.conf"
+    gres_line="Gres=gpu:a100:$gpus"
 else
     : >"$state/gres.conf"
 fi

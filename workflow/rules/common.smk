@@ -13,8 +13,9 @@ _checkout = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_checkout)
 _checkout.use_checkout_package()
 
-from robustkd.config import validate_config
+from robustkd.config import resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
+from robustkd.gpus import check_gpu_requests
 from robustkd.layout import (
     DISTILL_METHODS,
     FINETUNE_KINDS,
@@ -33,10 +34,51 @@ from robustkd.layout import (
 
 DATASETS = ["imagenet100", "cifar10", "cifar100", "stl10", "resisc45", "camelyon17"]
 
+# The workflow's own files (schema, class list, scripts, envs) are found beside the Snakefile;
+# results, logs and data paths are relative to the working directory (`-d`, default: here).
+WORKFLOW_DIR = Path(workflow.basedir).absolute()
+
 try:
-    validate_config(config, Path(workflow.basedir) / "config" / "schema.yaml")
+    validate_config(config, WORKFLOW_DIR / "config" / "schema.yaml")
+    resolve_workflow_files(config, WORKFLOW_DIR)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+
+# GPUs: the rules declare none; the profile asks for them per training job, with `gpu` or a gpu
+# `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here.
+
+
+def _concrete(resources):
+    """GPU resources of a profile or the command line as plain values.
+
+    Snakemake keeps a string such as `gres: "gpu:a100:2"` as an expression to evaluate per job
+    (it falls back to the string itself): its raw text is what sbatch gets. Other expressions
+    are left out.
+    """
+    out = {}
+    for key, value in dict(resources or {}).items():
+        if key not in ("gpu", "gres"):
+            continue
+        if hasattr(value, "is_evaluable"):
+            raw = getattr(value, "raw", None)
+            if not value.is_evaluable():
+                value = value.value
+            elif isinstance(raw, str) and (key == "gres" or raw.strip().isdigit()):
+                value = raw.strip()
+            else:
+                continue
+        out[key] = value
+    return out
+
+
+try:
+    _settings = workflow.resource_settings
+    check_gpu_requests(
+        _concrete(_settings.default_resources),
+        {r: _concrete(res) for r, res in dict(_settings.overwrite_resources).items()},
+    )
+except ConfigError as exc:
+    raise WorkflowError(f"invalid resources: {exc}") from None
 
 
 def _alternatives(names):

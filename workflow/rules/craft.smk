@@ -42,7 +42,6 @@ rule craft_teacher:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=1440,
     params:
@@ -73,7 +72,6 @@ rule craft_student:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=2880,
     params:

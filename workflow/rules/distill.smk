@@ -16,7 +16,6 @@ rule distill:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=1440,
     params:
@@ -45,7 +44,6 @@ rule distill_ci:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=1440,
     params:

@@ -13,7 +13,6 @@ rule evaluate_ladder:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=240,
     params:

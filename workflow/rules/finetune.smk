@@ -24,7 +24,6 @@ for _kind in FINETUNE_KINDS:
             "../../envs/torch.yaml"
         threads: 1
         resources:
-            gpu=1,
             mem_mb=8000,
             runtime=1440,
         params:

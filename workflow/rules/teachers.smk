@@ -16,7 +16,6 @@ rule pretrain_backbone:
         "../../envs/torch.yaml"
     threads: 1
     resources:
-        gpu=1,
         mem_mb=8000,
         runtime=720,
     params:

@@ -11,7 +11,7 @@ from robustkd.engine.jobs import FinetuneRun
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])
-# More than one GPU: the job runs under torchrun, one process per GPU.
+# More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
     "finetune",
     {
@@ -25,6 +25,6 @@ run_job(
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards),
     },
-    processes=int(snakemake.resources.get("gpu", 1)),
+    resources=snakemake.resources,
     log_file=snakemake.log[0],
 )

@@ -57,7 +57,11 @@ def verify_md5(path: str | os.PathLike[str], expected: str | None) -> None:
         return
     actual = md5sum(path)
     if actual != expected.lower():
-        raise DataError(f"{path}: md5 mismatch (expected {expected}, got {actual})")
+        raise DataError(
+            f"{path}: md5 mismatch (expected {expected}, got {actual}; {path.stat().st_size:,} "
+            "bytes): not the expected file, or a truncated copy of it (an interrupted download "
+            "or copy); download or copy it again"
+        )
 
 
 def read_checksum_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -132,8 +136,31 @@ def _check_member(dest: Path, name: str, archive: Path) -> None:
         raise DataError(f"{archive}: member {name!r} escapes the extraction folder")
 
 
+# First bytes of the archive formats read here (a tar has "ustar" at offset 257).
+_MAGIC = {b"PK\x03\x04": "zip", b"PK\x05\x06": "zip", b"\x1f\x8b": "tar", b"BZh": "tar"}
+_MAGIC[b"\xfd7zXZ\x00"] = "tar"
+_TAR_NAMES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def _archive_kind(archive: Path) -> str | None:
+    """``zip`` or ``tar`` (compressed or not) by content, else by name (any case); or None."""
+    with open(archive, "rb") as fh:
+        head = fh.read(262)
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    if head[257:262] == b"ustar":
+        return "tar"
+    name = archive.name.lower()
+    return "zip" if name.endswith(".zip") else "tar" if name.endswith(_TAR_NAMES) else None
+
+
 def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
-    """Extract a .tar(.gz) or .zip archive into ``dest`` atomically and safely.
+    """Extract a .tar(.gz, .tgz, ...) or .zip archive into ``dest`` atomically and safely.
+
+    The kind is read from the file's first bytes (so ``.tgz``, ``.TAR.GZ`` or a missing
+    extension do not matter). A zip whose end is missing (an interrupted download or copy) is
+    reported as truncated, not as an unknown format.
 
     Args:
         archive: The archive file.
@@ -147,9 +174,21 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
             path (or link target) escapes ``dest``. Nothing is left at ``dest`` then.
     """
     archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise DataError(f"{archive}: file not found")
+    size = archive.stat().st_size
+    kind = _archive_kind(archive)
+    again = "download or copy it again"
+    if size == 0:
+        raise DataError(f"{archive}: empty file (0 bytes): truncated; {again}")
+    if kind == "zip" and not zipfile.is_zipfile(archive):
+        raise DataError(
+            f"{archive}: truncated or corrupt zip archive ({size:,} bytes; its end, which lists "
+            f"the members, is missing or unreadable, as an interrupted download leaves it); {again}"
+        )
     tmp = make_temp_dir(dest)
     try:
-        if zipfile.is_zipfile(archive):
+        if kind == "zip":
             with zipfile.ZipFile(archive) as zf:
                 for info in zf.infolist():
                     _check_member(tmp, info.filename, archive)
@@ -157,7 +196,7 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
                 if bad is not None:
                     raise DataError(f"{archive}: corrupt member {bad!r} (CRC mismatch)")
                 zf.extractall(tmp)
-        elif archive.name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        elif kind == "tar":
             with tarfile.open(archive) as tf:
                 members = tf.getmembers()
                 for m in members:
@@ -170,7 +209,10 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
                         _check_member(tmp, m.linkname, archive)
                 tf.extractall(tmp, members=members, filter="data")
         else:
-            raise DataError(f"{archive}: not a zip or tar archive")
+            raise DataError(
+                f"{archive}: not a zip or tar archive (its first bytes are neither; a truncated "
+                f"archive keeps them, so this file is something else); {again}"
+            )
     except DataError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -183,7 +225,9 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
         zlib.error,
     ) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"{archive}: truncated or corrupt archive ({exc})") from exc
+        raise DataError(
+            f"{archive}: truncated or corrupt archive ({exc}); download or copy it again"
+        ) from exc
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         # gzip reports a truncated stream as an OSError too; a full disk is named as such.

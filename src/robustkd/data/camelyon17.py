@@ -8,6 +8,10 @@ Raw layout (the WILDS release, extracted into ``camelyon17_v1.0/``):
 - ``patches/patient_{patient:03d}_node_{node}/patch_patient_{patient:03d}_node_{node}_x_{x}_y_{y}
   .png``.
 
+The folder may also be ``root`` itself, nested one level deeper, or still packed as
+``camelyon17_v1.0.tar.gz`` / ``.tgz`` / ``.tar`` in ``root`` (extracted there); ``metadata.csv``
+may have been re-saved by pandas or a spreadsheet (:mod:`robustkd.data.rawfiles`).
+
 The official WILDS split is used: ``test`` = center 2, ``val`` (out-of-distribution) = center 1,
 and centers 0, 3, 4 go to ``train`` (split 0) or ``id_val`` (split 1). Label = ``tumor``.
 The archive has no published checksum; only ``metadata.csv`` is hashed into the provenance.
@@ -16,6 +20,7 @@ The archive has no published checksum; only ``metadata.csv`` is hashed into the 
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,12 @@ from PIL import Image
 from robustkd.data.archives import extract_archive, verify_md5
 from robustkd.data.demo_raw import write_md5sums
 from robustkd.data.prepared import PreparedWriter
+from robustkd.data.rawfiles import (
+    find_case_insensitive,
+    find_release_dir,
+    read_csv_table,
+    whole_numbers,
+)
 from robustkd.data.registry import register_dataset
 from robustkd.data.synthetic import draw_histology_patch
 from robustkd.errors import DataError
@@ -37,13 +48,18 @@ CLASSES = ("normal", "tumor")
 SPLITS = ("train", "id_val", "val", "test")
 FOLDER = "camelyon17_v1.0"
 ARCHIVE = "camelyon17_v1.0.tar.gz"
+# The archive as users may have it in root, not yet extracted.
+_ARCHIVES = (ARCHIVE, "camelyon17_v1.0.tgz", "camelyon17_v1.0.tar")
 URL = (
     "https://worksheets.codalab.org/rest/bundles/0xe45e15f39fb54e9d9e919556af67aabe/contents/blob/"
 )
 METADATA_KEY = f"{FOLDER}/metadata.csv"  # name of metadata.csv in MD5SUMS / md5_overrides
 COLUMNS = ("patient", "node", "x_coord", "y_coord", "tumor", "slide", "center", "split")
+RELEASE_HEADER = "," + ",".join(COLUMNS)  # metadata.csv's first line in the release
 N_CENTERS, N_NODES, VAL_CENTER, TEST_CENTER = 5, 5, 1, 2
 _PATCH = 96  # coordinates are multiples of the patch side of the real release
+
+log = logging.getLogger(__name__)
 
 
 def patch_path(data_dir: Path, patient: int, node: int, x: int, y: int) -> Path:
@@ -136,34 +152,68 @@ def write_demo_raw(
 
 
 def _read_metadata(path: Path) -> pd.DataFrame:
-    """Read and check ``metadata.csv``; returns its columns as integers plus a ``part`` column."""
-    try:
-        df = pd.read_csv(path, index_col=0)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: unreadable metadata ({exc})") from exc
-    for col in COLUMNS:
-        if col not in df.columns:
-            raise DataError(f"{path}: missing column {col!r}")
-    try:
-        df = df[list(COLUMNS)].astype(np.int64)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: non-integer or empty values ({exc})") from exc
-    bad = ~df["tumor"].isin([0, 1]) | ~df["center"].between(0, N_CENTERS - 1)
-    bad |= ~df["center"].isin([VAL_CENTER, TEST_CENTER]) & ~df["split"].isin([0, 1])
-    if bad.any():
-        raise DataError(
-            f"{path}: row {df.index[bad.to_numpy()][0]} has tumor not in {{0, 1}}, "
-            f"center outside 0..{N_CENTERS - 1} or split not in {{0, 1}}"
-        )
+    """Read and check ``metadata.csv``; returns its columns as integers plus a ``part`` column.
+
+    The index is each row's line number in the file (for error messages).
+    """
+    df = whole_numbers(read_csv_table(path, COLUMNS, release=RELEASE_HEADER), COLUMNS, path)
+    checks = (
+        ("tumor", ~df["tumor"].isin([0, 1]), "0 or 1"),
+        ("center", ~df["center"].between(0, N_CENTERS - 1), f"0..{N_CENTERS - 1}"),
+        (
+            "split",
+            ~df["center"].isin([VAL_CENTER, TEST_CENTER]) & ~df["split"].isin([0, 1]),
+            "0 or 1 (outside centers 1 and 2)",
+        ),
+    )
+    for col, bad, allowed in checks:
+        if bad.any():
+            line = df.index[bad.to_numpy()][0]
+            raise DataError(
+                f"{path}, line {line}: column {col!r} is {df.at[line, col]}; the release "
+                f"has {allowed}"
+            )
     dup = df.duplicated(["patient", "node", "x_coord", "y_coord"])
     if dup.any():
-        raise DataError(f"{path}: row {df.index[dup.to_numpy()][0]} repeats a patch")
+        line = df.index[dup.to_numpy()][0]
+        raise DataError(f"{path}, line {line}: repeats the patch of an earlier line")
     df["part"] = np.select(
         [df["center"] == TEST_CENTER, df["center"] == VAL_CENTER, df["split"] == 0],
         ["test", "val", "train"],
         "id_val",
     )
     return df
+
+
+def _has_metadata(folder: Path) -> bool:
+    return (folder / "metadata.csv").is_file()
+
+
+def _find_data(root: Path, download: bool) -> Path:
+    """The release folder under ``root``, extracted from a local or downloaded archive."""
+    data = find_release_dir(root, FOLDER, _has_metadata)
+    if data is not None:
+        return data
+    archive = next((root / n for n in _ARCHIVES if (root / n).is_file()), None)
+    downloaded = archive is None
+    if archive is None:
+        if not download:
+            raise DataError(
+                f"{root / FOLDER}: folder not found (extract the WILDS CAMELYON17 v1.0 "
+                "archive there, point 'root' at it, or set data.download: true)"
+            )
+        from torchvision.datasets.utils import download_url
+
+        download_url(URL, str(root), ARCHIVE, None)
+        archive = root / ARCHIVE
+    log.info("extracting %s into %s", archive, root / FOLDER)
+    extract_archive(archive, root / FOLDER)  # WILDS's archive holds the folder's contents
+    if downloaded:
+        archive.unlink()
+    data = find_release_dir(root, FOLDER, _has_metadata)
+    if data is None:
+        raise DataError(f"{archive}: holds no metadata.csv; it is not the WILDS v1.0 archive")
+    return data
 
 
 def prepare(
@@ -177,7 +227,8 @@ def prepare(
     """Prepare CAMELYON17-WILDS with the official split into ``out_dir``.
 
     Args:
-        root: Folder holding ``camelyon17_v1.0/`` (or that folder itself).
+        root: Folder holding ``camelyon17_v1.0/`` (or that folder itself, or its contents, or
+            one of the archives ``camelyon17_v1.0.tar.gz`` / ``.tgz`` / ``.tar``).
         out_dir: The prepared dataset folder to write (splits train, id_val, val, test).
         download: Download (about 10 GB) and extract the WILDS archive if the folder is absent.
         md5_overrides: May map ``camelyon17_v1.0/metadata.csv`` to its expected md5 (the
@@ -190,23 +241,11 @@ def prepare(
 
     Raises:
         DataError: The folder, release file, ``metadata.csv``, one of its columns or a patch
-            is missing, the metadata is malformed, or a patch is unreadable.
+            is missing, the metadata is malformed (the message names the line and column),
+            the folder exists twice under ``root``, or a patch is unreadable.
     """
     root, out_dir = Path(root), Path(out_dir)
-    data = root / FOLDER
-    if not data.is_dir() and root.name == FOLDER:
-        data = root
-    if not data.is_dir():
-        if not download:
-            raise DataError(
-                f"{data}: folder not found (extract the WILDS CAMELYON17 v1.0 "
-                "archive there, point 'root' at it, or set data.download: true)"
-            )
-        from torchvision.datasets.utils import download_url
-
-        download_url(URL, str(root), ARCHIVE, None)
-        extract_archive(root / ARCHIVE, data)  # WILDS's archive holds the folder's contents
-        (root / ARCHIVE).unlink()
+    data = _find_data(root, download)
     release = data / "RELEASE_v1.0.txt"
     if not release.is_file():
         raise DataError(f"{release}: not found; {data} is not a complete v1.0 release")
@@ -217,6 +256,7 @@ def prepare(
     prov = dict(provenance or {"rule": "prepare_camelyon17"})
     prov.setdefault("inputs", [meta_path, release])
     prov["extra"] = {**(prov.get("extra") or {}), "source": str(data)}
+    listings: dict[Path, dict[str, list[str]]] = {}  # folder listings for .PNG look-ups
     with PreparedWriter(out_dir, CLASSES, provenance=prov) as writer:
         for split in SPLITS:
             part = meta[meta["part"] == split]
@@ -229,6 +269,7 @@ def prepare(
                 strict=True,
             ):
                 src = patch_path(data, patient, node, x, y)
+                src = find_case_insensitive(src, listings) or src
                 writer.add_file(split, int(tumor), src, name=f"{src.parent.name}/{src.name}")
     return out_dir
 

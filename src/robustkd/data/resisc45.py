@@ -8,7 +8,11 @@ Raw layout (as distributed, and as torchgeo mirrors it):
 
 The zip is extracted once into ``<out_dir>.raw/`` beside the prepared folder (the prepared images
 are links into it, so it stays); a tree the user already extracted to ``root/NWPU-RESISC45/``
-is used in place. Labels follow the sorted class folder names.
+is used in place, also when unpacked one level deeper (``NWPU-RESISC45/NWPU-RESISC45/``, as
+Windows does) or straight into ``root``; ``__MACOSX`` and hidden entries are ignored, and an
+image whose extension differs only in case (``.JPG``) is found. Split lists that differ from
+the official ones only in line endings, a BOM or blank lines pass the md5 check
+(:mod:`robustkd.data.rawfiles`). Labels follow the sorted class folder names.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ from PIL import Image
 from robustkd.data.archives import extract_archive, fetch_file
 from robustkd.data.demo_raw import write_md5sums
 from robustkd.data.prepared import PreparedWriter
+from robustkd.data.rawfiles import (
+    find_case_insensitive,
+    find_release_dir,
+    is_junk,
+    verify_lines_md5,
+)
 from robustkd.data.registry import register_dataset
 from robustkd.data.synthetic import draw_image
 from robustkd.errors import DataError
@@ -91,6 +101,7 @@ OFFICIAL_MD5 = {
 _HF = "https://hf.co/datasets/torchgeo/resisc45/resolve/a826b44d938a883185f11ebe3d512d38b464312f"
 URL = {name: f"{_HF}/{name}" for name in OFFICIAL_MD5}
 _MARKER = ".extracted_from"  # in the raw folder: md5 of the zip it was extracted from
+OFFICIAL_COUNTS = {"train": 18_900, "val": 6_300, "test": 6_300}  # names per split list
 
 
 def _list_name(split: str) -> str:
@@ -149,10 +160,17 @@ def write_demo_raw(out_dir: Path, *, seed: int, per_class: int, size: int = 256)
     return [*files, write_md5sums(out_dir, files)]
 
 
+def _has_classes(folder: Path) -> bool:
+    """Whether a folder holds RESISC45 class folders (an extracted ``NWPU-RESISC45/``)."""
+    return any((folder / c).is_dir() for c in CLASSES)
+
+
 def _image_root(root: Path, raw_dir: Path, zip_path: Path | None, zip_md5: str) -> Path:
     """Return the extracted ``NWPU-RESISC45/`` folder, extracting the zip if needed."""
     if zip_path is None:
-        return root / FOLDER
+        tree = find_release_dir(root, FOLDER, _has_classes)
+        assert tree is not None  # prepare() looked it up
+        return tree
     marker = raw_dir / _MARKER
     if (raw_dir / FOLDER).is_dir() and marker.is_file() and marker.read_text().strip() == zip_md5:
         return raw_dir / FOLDER
@@ -178,7 +196,8 @@ def prepare(
     the same md5).
 
     Args:
-        root: Folder holding ``NWPU-RESISC45.zip`` and ``resisc45-{train,val,test}.txt``.
+        root: Folder holding ``NWPU-RESISC45.zip`` (or the tree extracted from it) and
+            ``resisc45-{train,val,test}.txt``.
         out_dir: The prepared dataset folder to write (splits train, val, test).
         download: Download missing raw files (torchgeo's Hugging Face mirror).
         md5_overrides: Raw file name -> md5 to expect instead of the official one.
@@ -189,29 +208,44 @@ def prepare(
         ``out_dir``.
 
     Raises:
-        DataError: A raw file is missing or corrupt, a split list names an image that does not
-            exist, repeats a name or names an unknown class, or an image is unreadable.
+        DataError: A raw file is missing or corrupt (a list's names differ from the official
+            list's), a split list names an image that does not exist, repeats a name or names
+            an unknown class, the tree exists twice under ``root``, or an image is unreadable.
     """
     root, out_dir = Path(root), Path(out_dir)
     overrides = dict(md5_overrides or {})
 
-    def fetch(name: str) -> Path:
-        return fetch_file(root, name, overrides.get(name, OFFICIAL_MD5[name]), URL[name], download)
+    def md5_of(name: str) -> str:
+        return overrides.get(name, OFFICIAL_MD5[name])
 
-    lists = {split: fetch(_list_name(split)) for split in SPLITS}
-    zip_path = None if (root / FOLDER).is_dir() else fetch(ZIP_NAME)
-    zip_md5 = overrides.get(ZIP_NAME, OFFICIAL_MD5[ZIP_NAME])
+    # The lists' md5 is checked on their lines: a re-saved copy (CRLF, BOM) of the official
+    # list passes, any other change does not.
+    lists = {
+        split: fetch_file(root, _list_name(split), None, URL[_list_name(split)], download)
+        for split in SPLITS
+    }
+    names = {
+        split: verify_lines_md5(
+            path, md5_of(path.name), None if path.name in overrides else OFFICIAL_COUNTS[split]
+        )
+        for split, path in lists.items()
+    }
+    tree = find_release_dir(root, FOLDER, _has_classes)
+    zip_path = (
+        None
+        if tree is not None
+        else fetch_file(root, ZIP_NAME, md5_of(ZIP_NAME), URL[ZIP_NAME], download)
+    )
     raw_dir = out_dir.parent / f"{out_dir.name}.raw"
-    images = _image_root(root, raw_dir, zip_path, zip_md5)
-    classes = sorted(p.name for p in images.iterdir() if p.is_dir())
+    images = _image_root(root, raw_dir, zip_path, md5_of(ZIP_NAME))
+    classes = sorted(p.name for p in images.iterdir() if p.is_dir() and not is_junk(p.name))
 
     entries: dict[str, list[tuple[int, Path, str]]] = {}
     seen: dict[str, str] = {}
+    listings: dict[Path, dict[str, list[str]]] = {}  # folder listings for .JPG look-ups
     for split, list_path in lists.items():
         entries[split] = []
-        for fname in (line.strip() for line in list_path.read_text().splitlines()):
-            if not fname:
-                continue
+        for fname in names[split]:
             cls = fname.rsplit("_", 1)[0]
             if Path(fname).name != fname or cls not in classes:
                 raise DataError(
@@ -220,9 +254,11 @@ def prepare(
             if fname in seen:
                 raise DataError(f"{list_path}: {fname} is also listed in {seen[fname]}")
             seen[fname] = list_path.name
-            src = images / cls / fname
-            if not src.is_file():
-                raise DataError(f"{list_path}: lists {fname}, but {src} does not exist")
+            src = find_case_insensitive(images / cls / fname, listings)
+            if src is None:
+                raise DataError(
+                    f"{list_path}: lists {fname}, but {images / cls / fname} does not exist"
+                )
             entries[split].append((classes.index(cls), src, f"{cls}/{fname}"))
 
     prov = dict(provenance or {"rule": "prepare_resisc45"})

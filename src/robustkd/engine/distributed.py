@@ -40,6 +40,7 @@ import torch
 import torch.distributed as dist
 
 from robustkd.errors import RobustKDError
+from robustkd.gpus import gpu_processes
 
 __all__ = [
     "DistContext",
@@ -47,6 +48,7 @@ __all__ = [
     "all_gather_no_grad",
     "barrier",
     "context",
+    "gpu_processes",
     "is_main",
     "run_job",
 ]
@@ -139,7 +141,8 @@ def run_job(
     name: str,
     kwargs: Mapping[str, Any],
     *,
-    processes: int = 1,
+    processes: int | None = None,
+    resources: Any = None,
     log_file: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
 ) -> Any:
@@ -149,6 +152,8 @@ def run_job(
         name: ``pretrain``, ``distill``, ``finetune``, ``craft_teacher`` or ``craft_student``.
         kwargs: The job function's keyword arguments (``threads`` is split between processes).
         processes: Processes (GPUs) of the job; > 1 launches ``torchrun --standalone``.
+        resources: Instead of ``processes``: the job's Snakemake resources, whose GPU request
+            (``gpu`` or a ``gpu`` gres, see :func:`gpu_processes`) sets the processes.
         log_file: The job's log, which the ranks append to (tagged with their rank).
         timeout: Seconds after which a torchrun launch is killed with all its ranks (``None``:
             no limit; a cluster's own job time limit usually applies).
@@ -157,13 +162,19 @@ def run_job(
         The job's return value (``None`` when run under torchrun: rank 0 wrote the outputs).
 
     Raises:
-        ValueError: An unknown job name.
+        ValueError: An unknown job name, or both ``processes`` and ``resources`` given.
+        ConfigError: The resources ask for GPUs twice (see :func:`gpu_processes`).
         LaunchError: torchrun exited non-zero (the ranks' errors are in the job's log), or ran
             past ``timeout``.
     """
     table = _job_table()
     if name not in table:
         raise ValueError(f"unknown training job {name!r} (known: {sorted(table)})")
+    if processes is not None and resources is not None:
+        raise ValueError("give processes or resources, not both")
+    if processes is None:
+        rule = str(kwargs.get("rule") or name)
+        processes = 1 if resources is None else gpu_processes(resources, rule)
     if processes <= 1:
         return table[name](**kwargs)
     args = dict(kwargs)

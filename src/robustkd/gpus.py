@@ -1,0 +1,84 @@
+"""A job's GPU request: how the workflow asks SLURM (or Snakemake) for GPUs, and how many it got.
+
+A job asks for GPUs in exactly one way, given in the executor profile (``profiles/slurm``,
+``profiles/local``), never by the rules themselves:
+
+- the standard resource ``gpu: N`` (the SLURM executor plugin passes ``--gpus=N``, or
+  ``--gpus=<gpu_model>:N`` with ``gpu_model``), or
+- ``gres: "gpu[:type][:N]"`` (passed as ``--gres=...``), for clusters that need it.
+
+A training job runs one process per GPU requested (:func:`robustkd.engine.distributed.run_job`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from robustkd.errors import ConfigError
+
+__all__ = ["check_gpu_requests", "gpu_processes"]
+
+
+def _gres_gpus(gres: str) -> int:
+    """GPUs in a SLURM ``--gres`` value: ``gpu`` 1, ``gpu:2`` 2, ``gpu:a100`` 1, ``gpu:a100:2`` 2.
+
+    A value may list several resources separated by commas; those not named ``gpu`` count 0.
+    """
+    total = 0
+    for item in str(gres).split(","):
+        name, *rest = item.strip().split(":")
+        if name != "gpu":
+            continue
+        total += int(rest[-1]) if rest and rest[-1].isdigit() else 1
+    return total
+
+
+def gpu_processes(resources: Any, rule: str = "the job") -> int:
+    """Number of training processes of a job: one per GPU it asked SLURM (or Snakemake) for.
+
+    A job asks for GPUs in exactly one way: the standard resource ``gpu: N`` (sbatch
+    ``--gpus=N``, or ``--gpus=<gpu_model>:N``), or ``gres: "gpu[:type][:N]"`` (sbatch
+    ``--gres``). Both at once would reach sbatch as two requests, so it is refused.
+
+    Args:
+        resources: The job's resources (``snakemake.resources`` or a mapping); read with
+            ``.get("gpu")`` and ``.get("gres")``.
+        rule: The rule's name, for the error message.
+
+    Returns:
+        N from ``gpu: N`` or from a ``gpu`` gres; 1 for a job without GPUs.
+
+    Raises:
+        ConfigError: Both ``gpu`` and a ``gpu`` gres are given, or ``gpu`` is not a whole number.
+    """
+    gpu, gres = resources.get("gpu"), resources.get("gres")
+    try:
+        n_gpu = int(gpu or 0)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{rule}: resource gpu={gpu!r} is not a whole number of GPUs") from None
+    n_gres = _gres_gpus(gres) if gres else 0
+    if n_gpu and n_gres:
+        raise ConfigError(
+            f"{rule}: GPUs requested twice, gpu={gpu} and gres={gres!r} (sbatch would get both "
+            f"--gpus and --gres): keep one of them in your profile's set-resources for {rule}"
+        )
+    return max(1, n_gpu, n_gres)
+
+
+def check_gpu_requests(
+    default: Mapping[str, Any] | None, per_rule: Mapping[str, Mapping[str, Any]] | None
+) -> None:
+    """Check before any job starts that no rule asks for GPUs twice.
+
+    Args:
+        default: The default resources (``default-resources`` of the profiles).
+        per_rule: Rule name -> resources set for it (``set-resources``).
+
+    Raises:
+        ConfigError: A rule would get both ``gpu`` and a ``gpu`` gres (the message names it).
+    """
+    default = dict(default or {})
+    for rule, resources in (per_rule or {}).items():
+        gpu_processes({**default, **dict(resources)}, rule)
+    gpu_processes(default, "default-resources")
