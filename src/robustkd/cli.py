@@ -3,6 +3,7 @@
     robustkd audit results/tables/table1.csv                 # every cell of Table 1
     robustkd audit table3 --cell global noise-0.5            # one cell (row, column: key or label)
     robustkd audit results/distill/ours/mask-0.90/seed0/student.pth   # any output of the pipeline
+    robustkd plan all --throughput distill=1800 --gpus 8     # what a run costs, before it runs
     robustkd audit results/data/imagenet100                  # or any folder it wrote
 
 Exit status: 0 when the whole chain is intact, 1 when a file is missing or changed (the last
@@ -16,8 +17,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from robustkd.audit import AuditError, audit
+from robustkd.errors import RobustKDError
 
 __all__ = ["main"]
 
@@ -57,7 +60,60 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-q", "--quiet", action="store_true", help="print only the verdict and the problems"
     )
+    p = sub.add_parser(
+        "plan",
+        help="print what a target's training jobs cost: images, GPU-hours, wall time",
+        description=(
+            "List every training and evaluation job of a target (from a forced Snakemake dry "
+            "run), the images each pushes through the network, and the GPU-hours at the given "
+            "throughputs (images/s per GPU by rule kind; defaults are assumed values), then "
+            "totals and the wall time on N GPUs. See robustkd.plan."
+        ),
+    )
+    p.add_argument("targets", nargs="*", default=["all"], help="Snakemake targets (default: all)")
+    p.add_argument(
+        "--configfile", nargs="+", default=[], help="config overlays, as given to snakemake"
+    )
+    p.add_argument(
+        "--throughput",
+        nargs="+",
+        default=[],
+        metavar="RULE=IMG_PER_S",
+        help="images/s per GPU of a rule kind (e.g. distill=1800; 'evaluate' for evaluation)",
+    )
+    p.add_argument("--gpus", type=int, default=1, help="GPUs for the wall-time estimate")
+    p.add_argument(
+        "--snakefile", default=None, help="the workflow's Snakefile (default: ./Snakefile)"
+    )
+    p.add_argument("--root", default=".", help="the working directory of the run (default: .)")
     return parser
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from robustkd.config import load_config
+    from robustkd.plan import (
+        PlanError,
+        dry_run_jobs,
+        format_plan,
+        parse_throughput,
+        plan_jobs,
+        set_sizes,
+    )
+
+    snakefile = Path(args.snakefile or Path(args.root) / "Snakefile")
+    try:
+        throughput = parse_throughput(args.throughput)
+        config = load_config(snakefile.parent / "config" / "config.yaml", *args.configfile)
+        jobs = dry_run_jobs(
+            args.targets, args.configfile, snakefile=snakefile.resolve(), workdir=args.root
+        )
+        planned = plan_jobs(jobs, config, set_sizes(config, args.root))
+        lines = format_plan(planned, throughput, args.gpus)
+    except (PlanError, RobustKDError) as exc:
+        print(f"robustkd plan: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(lines))
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in result.summary:
             print(line)
         return EXIT_OK if result.ok else EXIT_BROKEN
+    if args.command == "plan":
+        return _plan(args)
     return EXIT_USAGE  # pragma: no cover (argparse requires a command)
 
 

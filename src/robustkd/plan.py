@@ -1,0 +1,308 @@
+"""What a run will cost before it runs: training jobs, images processed, GPU-hours, wall time.
+
+``robustkd plan all --configfile config/demo.yaml`` asks Snakemake for the jobs of a target (a
+forced dry run: every job the target needs, whatever exists already), keeps the training and
+evaluation jobs, and counts for each the images it pushes through the network:
+
+- training images: optimisation steps x batch, i.e. ``epochs x training-set size`` per seed and
+  run (a step processes a batch forward and backward; distillation also runs the frozen
+  teacher's forward on the same images, which the rule's throughput includes);
+- evaluation images: forward passes only, ``repeats x evaluation-set size`` per evaluation.
+
+GPU-hours follow from a throughput in images per second per GPU, given per rule kind
+(``--throughput distill=1800``; measure yours with ``benchmarks/distill_step.py``) or the
+defaults below, which are **assumed**, not measured. Wall time on N GPUs is the makespan of the
+jobs placed longest first on the least-loaded GPU, ignoring the DAG's dependencies and each
+job's own parallelism (a lower bound when dependencies serialise jobs; seeds inside one job run
+one after another).
+
+Set sizes come from the prepared datasets when they exist (``results/data/<dataset>/manifest
+.csv``); otherwise from the official split sizes (:data:`OFFICIAL_SIZES`). The offline
+miniature writes its own data: prepare it first (``snakemake data --configfile
+config/demo.yaml``, about a minute) or the plan stops naming the missing dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustkd.errors import RobustKDError
+from robustkd.layout import finetune_runs
+
+__all__ = [
+    "DEFAULT_THROUGHPUT",
+    "OFFICIAL_SIZES",
+    "PlanError",
+    "PlannedJob",
+    "dry_run_jobs",
+    "format_plan",
+    "makespan",
+    "plan_jobs",
+    "set_sizes",
+]
+
+
+class PlanError(RobustKDError):
+    """A plan cannot be made (Snakemake failed, a dataset's size is unknown, bad throughput)."""
+
+
+# Training and evaluation split sizes of the splits the pipeline prepares (train, scored split).
+# Sources: ../shared/reference/FACTS.md and the datasets' releases (ImageNet-100: CMC's 100
+# classes of ILSVRC-2012, val as test; RESISC45: torchgeo's split; CAMELYON17: WILDS, train
+# and the official test hospital).
+OFFICIAL_SIZES: dict[str, tuple[int, int]] = {
+    "imagenet100": (126_689, 5_000),
+    "cifar10": (50_000, 10_000),
+    "cifar100": (50_000, 10_000),
+    "stl10": (5_000, 8_000),
+    "resisc45": (18_900, 6_300),
+    "camelyon17": (302_436, 85_054),
+}
+
+# Images per second per GPU, assumed for ViT-B/16 at 224 px in bf16 on one current datacenter
+# GPU (issue 16: a distillation step at roughly 1,500-2,000 img/s), CLIP RN101 similar, the
+# CIFAR ResNets far faster. Evaluation is forward only. Replace them with measured values.
+DEFAULT_THROUGHPUT: dict[str, float] = {
+    "pretrain_backbone": 2500.0,
+    "distill": 1700.0,
+    "distill_ci": 1700.0,
+    "finetune": 2500.0,
+    "finetune_fractions": 2500.0,
+    "transfer": 2500.0,
+    "craft_teacher": 20000.0,
+    "craft_student": 15000.0,
+    "evaluate": 6000.0,
+}
+
+_FINETUNE_KINDS = {"finetune": "table", "finetune_fractions": "fractions", "transfer": "transfer"}
+
+
+@dataclass
+class PlannedJob:
+    """One job of the plan.
+
+    Attributes:
+        rule: The Snakemake rule.
+        wildcards: Its wildcards.
+        train_images: Images through forward and backward passes (all seeds and runs).
+        eval_images: Images through forward passes only.
+        runs: Human-readable pieces of work, e.g. ``"imagenet100 x25 ep x3 seeds"``.
+    """
+
+    rule: str
+    wildcards: dict[str, str]
+    train_images: int = 0
+    eval_images: int = 0
+    runs: list[str] = field(default_factory=list)
+
+    def gpu_hours(self, throughput: Mapping[str, float]) -> float:
+        """GPU-hours at ``throughput`` (images/s per GPU by rule, ``evaluate`` for eval)."""
+        train = self.train_images / throughput[self.rule] if self.train_images else 0.0
+        return (train + self.eval_images / throughput["evaluate"]) / 3600.0
+
+
+def dry_run_jobs(
+    targets: Sequence[str],
+    configfiles: Sequence[str],
+    *,
+    snakefile: str | os.PathLike[str] | None = None,
+    workdir: str | os.PathLike[str] = ".",
+) -> list[tuple[str, dict[str, str]]]:
+    """Every job of ``targets`` as (rule, wildcards), from a forced Snakemake dry run.
+
+    Raises:
+        PlanError: Snakemake failed (its message is included).
+    """
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--dry-run", "--forceall", "--cores", "1"]
+    if snakefile is not None:
+        cmd += ["--snakefile", str(snakefile)]
+    if configfiles:
+        cmd += ["--configfile", *map(str, configfiles)]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise PlanError(f"snakemake dry run failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
+    return parse_dry_run(proc.stdout + proc.stderr)
+
+
+def parse_dry_run(text: str) -> list[tuple[str, dict[str, str]]]:
+    """Parse Snakemake's dry-run listing into (rule, wildcards) pairs, in listing order."""
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
+        if m:
+            jobs.append((m.group(1), {}))
+        elif jobs and line.strip().startswith("wildcards:"):
+            pairs = line.strip().removeprefix("wildcards:").split(",")
+            jobs[-1][1].update(p.strip().split("=", 1) for p in pairs if "=" in p)
+    return jobs
+
+
+def set_sizes(
+    config: Mapping[str, Any], root: str | os.PathLike[str] = "."
+) -> dict[str, tuple[int, int]]:
+    """(training, scored) sizes of each dataset: prepared manifests, else official sizes.
+
+    The scored split is ``test`` if the dataset has one, else ``val`` (as the jobs score).
+    Datasets the miniature writes have no official size: without their manifest they are left
+    out, and :func:`plan_jobs` names them if a job needs them.
+    """
+    sizes: dict[str, tuple[int, int]] = {}
+    demo = bool(config.get("demo_raw", {}).get("enabled"))
+    names = [*config.get("data", {}).get("datasets", OFFICIAL_SIZES)]
+    if "pretrain_corpus" in config.get("data", {}):
+        names.append("pretrain_corpus")  # the stand-in teachers' corpus (miniature)
+    for name in names:
+        manifest = Path(root) / "results" / "data" / name / "manifest.csv"
+        if manifest.is_file():
+            with open(manifest, newline="") as f:
+                counts = Counter(row["split"] for row in csv.DictReader(f))
+            scored = "test" if "test" in counts else "val"
+            sizes[name] = (counts.get("train", 0), counts.get(scored, 0))
+        elif not demo and name in OFFICIAL_SIZES:
+            sizes[name] = OFFICIAL_SIZES[name]
+    return sizes
+
+
+def _size(sizes: Mapping[str, tuple[int, int]], name: str, which: int) -> int:
+    if name not in sizes:
+        raise PlanError(
+            f"size of dataset {name!r} unknown: prepare it first (snakemake "
+            f"results/data/{name} with the same config files), then plan again"
+        )
+    return sizes[name][which]
+
+
+def plan_jobs(
+    jobs: Sequence[tuple[str, Mapping[str, str]]],
+    config: Mapping[str, Any],
+    sizes: Mapping[str, tuple[int, int]],
+) -> list[PlannedJob]:
+    """Count the images each training or evaluation job processes.
+
+    Args:
+        jobs: (rule, wildcards) of every job (see :func:`dry_run_jobs`).
+        config: The merged config the jobs were planned with.
+        sizes: (training, scored) set sizes by dataset (see :func:`set_sizes`).
+
+    Returns:
+        The jobs that train or evaluate, in the given order; other jobs (data, tables,
+        figures) cost no GPU time and are left out.
+
+    Raises:
+        PlanError: A needed dataset's size is unknown.
+    """
+    seeds = len(config["seeds"])
+    repeats = int(config["evaluation"]["repeats"])
+    training = config["training"]
+    planned = []
+    for rule, wildcards in jobs:
+        job = PlannedJob(rule, dict(wildcards))
+        if rule == "pretrain_backbone":
+            pre = config["backbones"][wildcards["backbone"]]["pretrain"]
+            # The miniature's stand-in teachers train on their own corpus (data.pretrain_corpus).
+            data = "pretrain_corpus" if "pretrain_corpus" in config["data"] else "imagenet100"
+            job.train_images = int(pre["epochs"]) * _size(sizes, data, 0)
+            job.eval_images = _size(sizes, data, 1)
+            job.runs.append(f"{data} x{pre['epochs']} ep")
+        elif rule in ("distill", "distill_ci"):
+            cfg = training["distill" if rule == "distill" else "contrastive_inversion"]
+            job.train_images = seeds * int(cfg["epochs"]) * _size(sizes, "imagenet100", 0)
+            job.runs.append(f"imagenet100 x{cfg['epochs']} ep x{seeds} seeds")
+        elif rule in _FINETUNE_KINDS:
+            epochs = int(training["finetune"]["epochs"])
+            for data, fraction, _seed in finetune_runs(config, _FINETUNE_KINDS[rule]):
+                n = _size(sizes, data, 0)
+                job.train_images += epochs * max(1, round(float(fraction) * n))
+                job.eval_images += repeats * _size(sizes, data, 1)
+            runs = Counter((d, f) for d, f, _ in finetune_runs(config, _FINETUNE_KINDS[rule]))
+            job.runs += [f"{d} frac {f} x{epochs} ep x{k} seeds" for (d, f), k in runs.items()]
+        elif rule == "evaluate_ladder":
+            ladders = {
+                lad["train"]: lad["test"] for lad in config["experiments"]["fig2"]["ladders"]
+            }
+            tests = 1 + len(ladders.get(wildcards.get("distortion", ""), []))
+            job.eval_images = seeds * tests * repeats * _size(sizes, "imagenet100", 1)
+            job.runs.append(f"imagenet100 {tests} distortions x{repeats} repeats x{seeds} seeds")
+        elif rule in ("craft_teacher", "craft_student"):
+            part = config["craft"]["teacher" if rule == "craft_teacher" else "student"]
+            k = 1 if rule == "craft_teacher" else seeds
+            epochs = int(part["train"]["epochs"])
+            job.train_images = k * epochs * _size(sizes, "cifar10", 0)
+            job.runs.append(f"cifar10 x{epochs} ep x{k} seeds")
+        else:
+            continue
+        planned.append(job)
+    return planned
+
+
+def makespan(hours: Sequence[float], gpus: int) -> float:
+    """Hours until the last job ends: longest first, each on the least-loaded of ``gpus``."""
+    if gpus < 1:
+        raise PlanError(f"--gpus must be at least 1, got {gpus}")
+    load = [0.0] * gpus
+    for h in sorted(hours, reverse=True):
+        heapq.heapreplace(load, load[0] + h)
+    return max(load)
+
+
+def format_plan(
+    planned: Sequence[PlannedJob], throughput: Mapping[str, float], gpus: int
+) -> list[str]:
+    """The plan as text lines: one per job, then totals by rule and overall."""
+    lines = [
+        f"{'rule':20s} {'job':34s} {'train img':>14s} {'eval img':>12s} {'GPU-h':>9s}  work",
+    ]
+    by_rule: dict[str, list[float]] = {}
+    order = {rule: i for i, rule in enumerate(dict.fromkeys(j.rule for j in planned))}
+    for job in sorted(planned, key=lambda j: (order[j.rule], list(j.wildcards.values()))):
+        name = ",".join(f"{v}" for v in job.wildcards.values()) or "-"
+        h = job.gpu_hours(throughput)
+        by_rule.setdefault(job.rule, []).append(h)
+        lines.append(
+            f"{job.rule:20s} {name[:34]:34s} {job.train_images:14,d} {job.eval_images:12,d} "
+            f"{h:9.2f}  {'; '.join(job.runs)}"
+        )
+    lines.append("")
+    for rule, hours in by_rule.items():
+        rate = throughput.get(rule, throughput["evaluate"])  # evaluation-only jobs
+        lines.append(
+            f"{rule:20s} {len(hours):4d} jobs {sum(hours):10.2f} GPU-h  at {rate:,.0f} img/s"
+        )
+    total = [h for hours in by_rule.values() for h in hours]
+    lines.append(
+        f"total: {len(total)} jobs, {sum(total):.1f} GPU-h; wall time on {gpus} GPU(s) "
+        f"at least {makespan(total, gpus):.1f} h (evaluation at {throughput['evaluate']:,.0f} "
+        "img/s)"
+    )
+    return lines
+
+
+def parse_throughput(items: Sequence[str]) -> dict[str, float]:
+    """``["distill=1800", ...]`` over the defaults.
+
+    Raises:
+        PlanError: An item is not ``RULE=IMAGES_PER_S`` with a known rule and a positive number.
+    """
+    out = dict(DEFAULT_THROUGHPUT)
+    for item in items:
+        rule, _, value = item.partition("=")
+        if rule not in out:
+            raise PlanError(f"--throughput {item!r}: unknown rule kind (known: {sorted(out)})")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = -1.0
+        if not rate > 0:
+            raise PlanError(f"--throughput {item!r}: give a positive number of images/s")
+        out[rule] = rate
+    return out

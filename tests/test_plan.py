@@ -1,0 +1,143 @@
+"""`robustkd plan`: the images and GPU-hours of each job, checked by hand on a tiny config."""
+
+import pytest
+
+from robustkd.plan import (
+    DEFAULT_THROUGHPUT,
+    PlanError,
+    format_plan,
+    makespan,
+    parse_dry_run,
+    parse_throughput,
+    plan_jobs,
+)
+
+CONFIG = {
+    "seeds": [0, 1],
+    "evaluation": {"repeats": 3},
+    "data": {"datasets": {"imagenet100": {}, "cifar10": {}}},
+    "training": {
+        "distill": {"epochs": 4},
+        "contrastive_inversion": {"epochs": 2},
+        "finetune": {"epochs": 5},
+    },
+    "experiments": {
+        "fig2": {"ladders": [{"train": "mask-0.90", "test": ["mask-0.95", "mask-0.99"]}]},
+        "fig3": {"fractions": [0.1, 0.5, 1.0]},
+        "table2": {"datasets": ["cifar10"]},
+    },
+    "craft": {"teacher": {"train": {"epochs": 7}}, "student": {"train": {"epochs": 3}}},
+}
+SIZES = {"imagenet100": (1000, 200), "cifar10": (500, 100)}
+
+DRY_RUN = """
+rule distill:
+    input: results/data/imagenet100
+    wildcards: distill_method=ours, distortion=mask-0.90
+    resources: tmpdir=/tmp
+[Mon Nov 30 21:30:40 2026]
+localrule make_table:
+    wildcards: table=table1
+rule finetune_fractions:
+    wildcards: method=supervised, distortion=mask-0.90
+rule transfer:
+    wildcards: method=ours, distortion=mask-0.90
+rule evaluate_ladder:
+    wildcards: method=ours, distortion=mask-0.90
+rule craft_teacher:
+rule craft_student:
+    wildcards: method=crd
+rule distill_ci:
+    wildcards: distortion=noise-0.5
+"""
+
+
+def test_dry_run_listing_is_parsed_into_rules_and_wildcards():
+    jobs = parse_dry_run(DRY_RUN)
+    assert [r for r, _ in jobs] == [
+        "distill",
+        "make_table",
+        "finetune_fractions",
+        "transfer",
+        "evaluate_ladder",
+        "craft_teacher",
+        "craft_student",
+        "distill_ci",
+    ]
+    assert jobs[0][1] == {"distill_method": "ours", "distortion": "mask-0.90"}
+    assert jobs[5][1] == {}
+
+
+def test_images_of_each_job_by_hand():
+    planned = {j.rule: j for j in plan_jobs(parse_dry_run(DRY_RUN), CONFIG, SIZES)}
+    assert "make_table" not in planned  # no GPU work
+    # 2 seeds x 4 epochs x 1000 images
+    assert planned["distill"].train_images == 8000
+    assert planned["distill_ci"].train_images == 2 * 2 * 1000
+    # fractions below 1 (0.1, 0.5) x 2 seeds: 5 epochs x (100 + 500) x 2; eval 3 x 200 x 4 runs
+    assert planned["finetune_fractions"].train_images == 5 * (100 + 500) * 2
+    assert planned["finetune_fractions"].eval_images == 3 * 200 * 4
+    # Table 2: cifar10, all labels, 2 seeds
+    assert planned["transfer"].train_images == 5 * 500 * 2
+    assert planned["transfer"].eval_images == 3 * 100 * 2
+    # Fig 2: the training distortion and 2 stronger ones, 3 repeats, 2 seeds, 200 val images
+    assert planned["evaluate_ladder"].eval_images == 2 * 3 * 3 * 200
+    assert planned["craft_teacher"].train_images == 7 * 500  # one teacher
+    assert planned["craft_student"].train_images == 2 * 3 * 500
+
+
+def test_gpu_hours_totals_and_wall_time():
+    planned = plan_jobs(parse_dry_run(DRY_RUN), CONFIG, SIZES)
+    rates = parse_throughput(["distill=8000", "evaluate=3600"])
+    distill = next(j for j in planned if j.rule == "distill")
+    assert distill.gpu_hours(rates) == pytest.approx(8000 / 8000 / 3600)
+    ladder = next(j for j in planned if j.rule == "evaluate_ladder")
+    assert ladder.gpu_hours(rates) == pytest.approx(3600 / 3600 / 3600)
+    lines = format_plan(planned, rates, gpus=2)
+    total = sum(j.gpu_hours(rates) for j in planned)
+    assert f"{len(planned)} jobs, {total:.1f} GPU-h" in lines[-1]
+    assert makespan([3.0, 2.0, 2.0, 1.0], 2) == 4.0  # {3, 1} and {2, 2}
+    assert makespan([5.0, 1.0], 4) == 5.0  # the longest job bounds the wall time
+    with pytest.raises(PlanError, match="at least 1"):
+        makespan([1.0], 0)
+
+
+def test_bad_throughputs_and_unknown_sizes_are_named():
+    with pytest.raises(PlanError, match="unknown rule kind"):
+        parse_throughput(["distil=100"])
+    with pytest.raises(PlanError, match="positive"):
+        parse_throughput(["distill=-3"])
+    assert parse_throughput([])["distill"] == DEFAULT_THROUGHPUT["distill"]
+    with pytest.raises(PlanError, match="'imagenet100' unknown: prepare it first"):
+        plan_jobs(parse_dry_run(DRY_RUN), CONFIG, {"cifar10": (1, 1)})
+
+
+@pytest.mark.e2e
+def test_plan_of_the_tiny_dag_matches_the_jobs_that_ran(tiny_run, capsys):
+    """The plan's jobs per rule are those the session's tiny DAG run executed (its Snakemake
+    log), and a distill job's images follow from the prepared ImageNet-100's manifest."""
+    import csv
+    from collections import Counter
+
+    from robustkd.cli import main
+    from robustkd.config import load_config
+    from robustkd.plan import dry_run_jobs, set_sizes
+
+    configs = ["config/demo.yaml", "tests/data/tiny.yaml"]
+    config = load_config(tiny_run / "config/config.yaml", *(tiny_run / c for c in configs))
+    jobs = dry_run_jobs(["all"], configs, workdir=tiny_run)
+    planned = plan_jobs(jobs, config, set_sizes(config, tiny_run))
+    first_run = sorted((tiny_run / ".snakemake" / "log").glob("*.snakemake.log"))[0]
+    kinds = {j.rule for j in planned}
+    ran = Counter(rule for rule, _ in parse_dry_run(first_run.read_text()) if rule in kinds)
+    assert Counter(j.rule for j in planned) == ran
+    assert {"distill", "finetune", "craft_student", "pretrain_backbone"} <= kinds
+
+    with open(tiny_run / "results/data/imagenet100/manifest.csv") as f:
+        n_train = sum(row["split"] == "train" for row in csv.DictReader(f))
+    per_job = len(config["seeds"]) * config["training"]["distill"]["epochs"] * n_train
+    assert {j.train_images for j in planned if j.rule == "distill"} == {per_job}
+
+    code = main(["plan", "all", "--configfile", *configs, "--root", str(tiny_run), "--gpus", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0 and out[-1].startswith(f"total: {len(planned)} jobs"), out[-3:]
