@@ -123,26 +123,53 @@ def nce_loss(scores: Tensor, n_data: int, eps: float = 1e-7) -> Tensor:
 def sample_negatives(
     labels: Tensor, pools: Tensor, pool_sizes: Tensor, k: int, generator: torch.Generator | None
 ) -> Tensor:
-    """Draw ``k`` negatives per anchor, uniformly with replacement among other-class samples.
+    """Draw ``k`` negatives per anchor among the samples of the other classes.
 
-    CRD's ``exact`` sampling mode: the negatives of an image of class ``y`` are training samples
-    of the other classes.
+    CRD's ``exact`` sampling mode as RepDistiller draws it (``CIFAR100InstanceSample``,
+    ``np.random.choice(cls_negative[target], k, replace=k > len(cls_negative[target]))``): a
+    uniformly random set of ``k`` *distinct* samples of the other classes, in random order,
+    whenever the anchor's pool holds at least ``k``; with replacement only when it holds fewer.
+    (At paper scale, 16,384 of about 40,500 candidates: drawing with replacement would repeat
+    about 16 % of them.)
+
+    Without replacement, every pool entry gets a uniform key and the ``k`` smallest keys are
+    kept (the ``k`` smallest of i.i.d. uniforms are a uniform random ``k``-subset). Every draw
+    comes from ``generator``, so the negatives are a function of its state and the labels: the
+    training loop's per-(seed, epoch, step) generators make them resume-exact.
 
     Args:
         labels: (B,) classes of the anchors.
         pools: (C, L) per class, the dataset indices of samples of *other* classes (padded).
         pool_sizes: (C,) valid lengths of the rows of ``pools``.
-        k: Negatives per anchor.
+        k: Negatives per anchor (``nce_k``).
         generator: Source of randomness (on the device of ``labels``).
 
     Returns:
-        (B, k) dataset indices.
+        (B, k) dataset indices; each row without repeats when its pool holds ``>= k`` samples.
+
+    Raises:
+        ValueError: ``k < 1``, or an anchor whose pool is empty (a single-class training set).
     """
-    u = torch.rand(
-        (labels.shape[0], k), generator=generator, device=labels.device, dtype=torch.float64
-    )
-    pos = (u * pool_sizes[labels, None]).long()  # (B, k), uniform in [0, size)
-    return torch.gather(pools[labels], 1, pos)
+    if k < 1:
+        raise ValueError(f"sample_negatives: k must be >= 1, got {k}")
+    sizes = pool_sizes[labels]  # (B,)
+    if bool((sizes < 1).any()):
+        raise ValueError("sample_negatives: an anchor's class has no negatives (one class only)")
+    b, length = labels.shape[0], pools.shape[1]
+    rows = pools[labels]  # (B, L)
+    distinct = sizes >= k  # (B,): rows drawn without replacement
+    pos = torch.zeros((b, k), dtype=torch.long, device=labels.device)
+    if bool(distinct.any()):
+        keys = torch.rand(
+            (b, length), generator=generator, device=labels.device, dtype=torch.float64
+        )
+        padding = torch.arange(length, device=labels.device)[None] >= sizes[:, None]  # (B, L)
+        keys = keys.masked_fill(padding, 2.0)  # never among the k smallest when size >= k
+        pos = torch.where(distinct[:, None], keys.topk(k, dim=1, largest=False).indices, pos)
+    if not bool(distinct.all()):
+        u = torch.rand((b, k), generator=generator, device=labels.device, dtype=torch.float64)
+        pos = torch.where(distinct[:, None], pos, (u * sizes[:, None]).long())  # [0, size)
+    return torch.gather(rows, 1, pos)
 
 
 def negative_pools(train_labels: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
@@ -168,6 +195,9 @@ class CRDLoss(nn.Module):
     fixed at the first batch (``mean score * N``), and the NCE loss is summed over both
     directions. After the scores are computed, the banks move towards the batch's embeddings
     with momentum ``nce_m`` and are re-normalised.
+
+    Negatives come from :func:`sample_negatives` (RepDistiller's ``exact`` mode: other-class
+    samples, without replacement when the pool allows).
     """
 
     def __init__(
@@ -178,7 +208,7 @@ class CRDLoss(nn.Module):
         *,
         feat_dim: int = 128,
         nce_k: int = 16384,
-        nce_t: float = 0.07,
+        nce_t: float = 0.1,
         nce_m: float = 0.5,
     ) -> None:
         """Build the heads and the memory banks.
@@ -189,7 +219,8 @@ class CRDLoss(nn.Module):
             n_data: Number of training images (rows of the banks).
             feat_dim: Embedding dimension.
             nce_k: Negatives per anchor.
-            nce_t: Temperature of the scores.
+            nce_t: Temperature of the scores: 0.1, the CRAFT paper's value for CRD (its
+                Table 1, section 4.4); Tian et al.'s paper and code use 0.07.
             nce_m: Momentum of the bank updates.
         """
         super().__init__()
