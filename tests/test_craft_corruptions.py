@@ -35,7 +35,7 @@ NON_MONOTONE = {
     "elastic_transform": "affine jitter shrinks with severity",
     # More blur (sigma .05/.25/.4 at 1 pass) smooths the moved pixels back towards the image;
     # the second pass of pixel moves (severities 4-5) is what moves it further.
-    "glass_blur": "extra blur partly undoes the swaps",
+    "glass_blur": "extra blur partly undoes the pixel moves",
     # Image weight falls (1 -> .75) as frost weight rises: on bright images the two cancel.
     "frost": "image darkening offsets the added frost",
     # An extra corruption: severities 1-2 desaturate, 3-5 oversaturate.
@@ -109,7 +109,7 @@ def test_non_monotone_corruptions_are_documented(images):
     d = {name: _distance(name, images) for name in NON_MONOTONE}
     # Elastic: the shrinking affine jitter dominates the pixel distance.
     assert np.all(np.diff(d["elastic_transform"]) < 0)
-    # Glass blur: the second pass of swaps (severities 4, 5) moves it furthest.
+    # Glass blur: the second pass of pixel copies (severities 4, 5) moves it furthest.
     assert d["glass_blur"][3:].min() > d["glass_blur"][:3].max()
     # Frost: the three mildest severities are ordered; the strongest still differ from clean.
     assert np.all(np.diff(d["frost"][:3]) > 0) and d["frost"].min() > 0.05
@@ -162,8 +162,8 @@ def _uint8_to_tensor(arr):
 
 
 def test_glass_blur_pixel_pass_copies_on_a_4x4_image():
-    # The released "swap" x[h, w], x[h', w'] = x[h', w'], x[h, w] acts on numpy row views: a
-    # copy. Visits (3, 3), (3, 2), (2, 3), (2, 2); offsets are (dx, dy) per visit.
+    # The released "swap" is a tuple assignment between numpy row views: a copy.
+    # Visits (3, 3), (3, 2), (2, 3), (2, 2); offsets are (dx, dy) per visit.
     x = np.arange(16).reshape(1, 4, 4, 1)
     img = x.copy()
     _glass_copy_pass(img, np.full((4, 2, 1), -1), 1)  # every pixel takes its up-left neighbour

@@ -699,9 +699,9 @@ class GlassBlur(Corruption):
       released code writes 32 for ``H``), bottom-right first, and draws offsets
       ``(dx, dy)`` from ``{-d, ..., d - 1}`` (``np.random.randint(-d, d)``: the upper bound is
       excluded).
-    - Its "swap" ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` acts on numpy row views, so it
-      is a *copy*: pixel ``(h, w)`` takes the value of ``(h + dy, w + dx)`` and that neighbour
-      keeps its own. With ``d = 1`` (every CIFAR severity) the source is up-left and not yet
+    - Its "swap" is a tuple assignment between two numpy row views, so it is a *copy*:
+      pixel ``(h, w)`` takes the value of ``(h + dy, w + dx)`` and that neighbour keeps its
+      own. With ``d = 1`` (every CIFAR severity) the source is up-left and not yet
       visited in the pass, so each pass moves a pixel's content at most one step up-left
       (over a 32x32 image: mean 0.75 px, max sqrt(2) px); two passes (severities 4-5) at
       most two steps. A true swap, the code's apparent intent, cascades pixels up to 10-14 px
