@@ -132,7 +132,7 @@ def test_negatives_come_from_other_classes():
 
 
 def test_negatives_are_distinct_when_the_pool_allows():
-    # RepDistiller's exact mode: np.random.choice(pool, k, replace=k > len(pool)).
+    # RepDistiller's exact mode: without replacement unless k exceeds the pool.
     labels = torch.tensor([0] * 10 + [1] * 40 + [2] * 50)
     pools, sizes = negative_pools(labels)  # pool sizes: 90, 60, 50
     anchors = torch.tensor([0, 1, 2, 2])

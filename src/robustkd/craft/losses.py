@@ -125,17 +125,19 @@ def sample_negatives(
 ) -> Tensor:
     """Draw ``k`` negatives per anchor among the samples of the other classes.
 
-    CRD's ``exact`` sampling mode as RepDistiller draws it (``CIFAR100InstanceSample``,
-    ``np.random.choice(cls_negative[target], k, replace=k > len(cls_negative[target]))``): a
-    uniformly random set of ``k`` *distinct* samples of the other classes, in random order,
-    whenever the anchor's pool holds at least ``k``; with replacement only when it holds fewer.
-    (At paper scale, 16,384 of about 40,500 candidates: drawing with replacement would repeat
-    about 16 % of them.)
+    CRD's ``exact`` sampling mode as RepDistiller draws it (``CIFAR100InstanceSample``: numpy's
+    ``choice`` over the other classes' samples, with replacement only when ``k`` exceeds
+    them): a uniformly random set of ``k`` *distinct* samples of the other classes, in random
+    order, whenever the anchor's pool holds at least ``k``; with replacement only when it holds
+    fewer. (At paper scale, 16,384 of the 40,500 samples of the other nine classes: drawing
+    with replacement would repeat about 18 % of them.)
 
-    Without replacement, every pool entry gets a uniform key and the ``k`` smallest keys are
-    kept (the ``k`` smallest of i.i.d. uniforms are a uniform random ``k``-subset). Every draw
-    comes from ``generator``, so the negatives are a function of its state and the labels: the
-    training loop's per-(seed, epoch, step) generators make them resume-exact.
+    Without replacement, each anchor takes the first ``k`` entries of a random permutation of
+    its pool (``torch.randperm``; numpy's ``choice`` without replacement does the same), one
+    anchor after the other; with replacement, ``k`` uniform positions. Every draw comes from
+    ``generator``, so the negatives are a function of its state and the labels: the training
+    loop's per-(seed, epoch, step) generators make them resume-exact. Cost: O(pool) per
+    anchor (about 0.1 s for 128 anchors of a 40,500 pool on one CPU thread).
 
     Args:
         labels: (B,) classes of the anchors.
@@ -152,24 +154,18 @@ def sample_negatives(
     """
     if k < 1:
         raise ValueError(f"sample_negatives: k must be >= 1, got {k}")
-    sizes = pool_sizes[labels]  # (B,)
-    if bool((sizes < 1).any()):
+    sizes = pool_sizes[labels].tolist()  # (B,) pool size of each anchor
+    if min(sizes, default=1) < 1:
         raise ValueError("sample_negatives: an anchor's class has no negatives (one class only)")
-    b, length = labels.shape[0], pools.shape[1]
-    rows = pools[labels]  # (B, L)
-    distinct = sizes >= k  # (B,): rows drawn without replacement
-    pos = torch.zeros((b, k), dtype=torch.long, device=labels.device)
-    if bool(distinct.any()):
-        keys = torch.rand(
-            (b, length), generator=generator, device=labels.device, dtype=torch.float64
-        )
-        padding = torch.arange(length, device=labels.device)[None] >= sizes[:, None]  # (B, L)
-        keys = keys.masked_fill(padding, 2.0)  # never among the k smallest when size >= k
-        pos = torch.where(distinct[:, None], keys.topk(k, dim=1, largest=False).indices, pos)
-    if not bool(distinct.all()):
-        u = torch.rand((b, k), generator=generator, device=labels.device, dtype=torch.float64)
-        pos = torch.where(distinct[:, None], pos, (u * sizes[:, None]).long())  # [0, size)
-    return torch.gather(rows, 1, pos)
+    device = labels.device
+    pos = torch.empty((len(sizes), k), dtype=torch.long, device=device)
+    for i, n in enumerate(sizes):
+        if n >= k:
+            pos[i] = torch.randperm(n, generator=generator, device=device)[:k]
+        else:  # fewer candidates than k: with replacement, as RepDistiller
+            u = torch.rand(k, generator=generator, device=device, dtype=torch.float64)
+            pos[i] = (u * n).long()  # uniform in [0, n)
+    return torch.gather(pools[labels], 1, pos)
 
 
 def negative_pools(train_labels: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
