@@ -11,10 +11,6 @@ from robustkd.craft.corruptions import (
     BENCHMARK_CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     CorruptionMix,
-    _glass_copy_pass,
-    _motion_blur,
-    _quantize_imagemagick,
-    _uniform,
     available_corruptions,
     corruption_family,
     create_corruption,
@@ -22,6 +18,9 @@ from robustkd.craft.corruptions import (
     plasma_fractal,
     to_uint8,
 )
+from robustkd.craft.corruptions.blur import _glass_copy_pass
+from robustkd.craft.corruptions.core import _uniform
+from robustkd.craft.corruptions.ops import _motion_blur, _quantize_imagemagick
 from robustkd.data.synthetic import draw_image
 from robustkd.distortions import Distortion, seeded_generator
 
