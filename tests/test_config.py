@@ -24,6 +24,17 @@ def test_shipped_configs_validate(repo_root):
     assert cfg["distortions"]["blur-37-9"] == {"family": "blur", "kernel": 37, "sigma": 9.0}
 
 
+@pytest.mark.parametrize(
+    "overlays", [(), ("config/demo.yaml",), ("config/demo.yaml", "tests/data/tiny.yaml")]
+)
+def test_crd_temperature_is_the_craft_papers(repo_root, overlays):
+    # The CRAFT paper's Table 1: contrastive temperature 0.1 "for CRD/CRAFT" (CRD's own: 0.07).
+    cfg = load_config(repo_root / "config" / "config.yaml", *(repo_root / o for o in overlays))
+    objectives = cfg["craft"]["objectives"]
+    assert objectives["crd"]["nce_t"] == 0.1
+    assert objectives["craft"]["tau"] == 0.1
+
+
 def test_cmc_class_list_is_the_reference(repo_root):
     import hashlib
 

@@ -58,3 +58,16 @@ def test_shape_mismatch_is_refused():
     # Fewer teacher rows than students: no positive for some of them.
     with pytest.raises(ValueError, match=r"\(4, 3\) and \(2, 3\) with offset 0"):
         contrastive_inversion_loss(torch.zeros(4, 3), torch.zeros(2, 3))
+
+
+def test_the_loss_source_is_cited_as_the_extra_branch(repo_root):
+    # The per-distortion configs (simclr_st) live on the official repository's `extra` branch;
+    # its `main` branch's sample config uses the symmetric `simclr`: docs must say which.
+    import robustkd.losses.contrastive_inversion as ci
+
+    for name, text in (
+        ("module docstring", ci.__doc__),
+        ("README", (repo_root / "README.md").read_text()),
+        ("config.yaml", (repo_root / "config" / "config.yaml").read_text()),
+    ):
+        assert "simclr_st" in text and "`extra`" in text, f"{name} does not cite the extra branch"

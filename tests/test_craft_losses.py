@@ -131,6 +131,48 @@ def test_negatives_come_from_other_classes():
     assert set(labels[neg[0]].tolist()) == {1, 2} and set(labels[neg[1]].tolist()) == {0, 1}
 
 
+def test_negatives_are_distinct_when_the_pool_allows():
+    # RepDistiller's exact mode: without replacement unless k exceeds the pool.
+    labels = torch.tensor([0] * 10 + [1] * 40 + [2] * 50)
+    pools, sizes = negative_pools(labels)  # pool sizes: 90, 60, 50
+    anchors = torch.tensor([0, 1, 2, 2])
+    g = torch.Generator().manual_seed(0)
+    neg = sample_negatives(anchors, pools, sizes, 50, g)
+    for row, y in zip(neg.tolist(), anchors.tolist(), strict=True):
+        assert len(set(row)) == 50, f"class {y}: {50 - len(set(row))} repeated negatives"
+        assert all(labels[i] != y for i in row)
+    # k equal to the pool: a permutation of the whole pool (class 2's 50 negatives).
+    assert sorted(neg[2].tolist()) == sorted(torch.nonzero(labels != 2).flatten().tolist())
+    assert neg[2].tolist() != neg[3].tolist()  # each anchor its own random order
+    # Deterministic given the generator's seed (the loop seeds one per (seed, epoch, step)).
+    again = sample_negatives(anchors, pools, sizes, 50, torch.Generator().manual_seed(0))
+    assert torch.equal(neg, again)
+    other = sample_negatives(anchors, pools, sizes, 50, torch.Generator().manual_seed(1))
+    assert not torch.equal(neg, other)
+
+
+def test_negatives_fall_back_to_replacement_when_the_pool_is_smaller_than_k():
+    labels = torch.tensor([0, 0, 0, 1, 2])  # class 0's pool: 2 samples; class 1's: 4
+    pools, sizes = negative_pools(labels)
+    neg = sample_negatives(torch.tensor([0, 1]), pools, sizes, 3, torch.Generator().manual_seed(0))
+    assert set(neg[0].tolist()) <= {3, 4}  # 3 draws from 2: with replacement
+    assert len(set(neg[1].tolist())) == 3 and set(neg[1].tolist()) <= {0, 1, 2, 4}
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        sample_negatives(torch.tensor([0]), pools, sizes, 0, None)
+
+
+def test_negatives_are_uniform_over_the_pool():
+    # Every other-class sample is equally likely: k / size per draw (here 2 / 6).
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2])
+    pools, sizes = negative_pools(labels)
+    g = torch.Generator().manual_seed(3)
+    neg = sample_negatives(torch.zeros(6000, dtype=torch.long), pools, sizes, 2, g)
+    counts = torch.bincount(neg.flatten(), minlength=8)[2:].double()
+    assert (neg[:, 0] != neg[:, 1]).all()
+    # Expected 2000 each; binomial std about 37, so 6 std is a bound that only a bias breaks.
+    assert torch.all((counts - 2000).abs() < 6 * 37), counts.tolist()
+
+
 def test_reliability_bounds_and_monotonicity():
     k = 10
     confident = torch.full((1, 3, k), -5.0)

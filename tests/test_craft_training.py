@@ -26,7 +26,7 @@ from robustkd.engine.loop import TrainConfig, train
 OBJECTIVES = {
     "logitkd": {"temperature": 4.0, "lambda_kd": 1.0},
     "attentionkd": {"lambda_feat": 1.0, "layers": ["stage1", "stage2", "stage3"]},
-    "crd": {"lambda_crd": 0.8, "feat_dim": 8, "nce_k": 6, "nce_t": 0.07, "nce_m": 0.5},
+    "crd": {"lambda_crd": 0.8, "feat_dim": 8, "nce_k": 6, "nce_t": 0.1, "nce_m": 0.5},
     "craft": {
         "views": 2,
         "layers": ["stage2", "stage3"],

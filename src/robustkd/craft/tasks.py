@@ -278,8 +278,9 @@ class CRDTask(StudentTask):
             lambda_crd: Weight of the CRD term.
             train_labels: Label of every training image (in dataset order).
             feat_dim: Embedding dimension.
-            nce_k: Negatives per anchor (drawn with replacement from the other classes).
-            nce_t: Temperature.
+            nce_k: Negatives per anchor, drawn from the other classes without replacement
+                when the pool allows (:func:`~robustkd.craft.losses.sample_negatives`).
+            nce_t: Temperature (0.1 in the CRAFT paper's Table 1; 0.07 in CRD's).
             nce_m: Memory momentum.
         """
         crd = CRDLoss(

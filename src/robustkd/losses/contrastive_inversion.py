@@ -5,6 +5,12 @@ embedding must pick its own teacher embedding among the batch's:
 ``loss = mean_i [ -s_i.t_i / tau + log sum_j exp(s_i.t_j / tau) ]`` with L2-normalised
 embeddings, i.e. cross-entropy over the student x teacher similarity matrix with the diagonal
 as target (j runs over every teacher embedding of the batch, the positive included).
+
+Source: the official repository (github.com/Sriram-Ravula/Contrastive-Inversion), branch
+``extra``, where the per-distortion experiment configs live (``rand{50,75,90}``,
+``noise0{1,3,5}``, ``blur{21,37}``: loss ``simclr_st``, tau 0.1, batch 256). Its ``main``
+branch holds only a sample config, with another variant (``simclr``, symmetric: both networks'
+embeddings as anchors); we follow the experiments' ``simclr_st``, not that sample.
 """
 
 from __future__ import annotations

@@ -1,0 +1,195 @@
+"""The corruption registry, the base class, 8-bit output, random draws and the mixture.
+
+Part of :mod:`robustkd.craft.corruptions` (its docstring gives the conventions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from robustkd.distortions import Distortion
+
+SEVERITIES = (1, 2, 3, 4, 5)
+
+# The benchmark's 15 corruptions in the published order (the order of the released files).
+BENCHMARK_CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+# Extra (validation) corruptions of the benchmark that we implement (spatter is left out).
+EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "saturate")
+
+_REGISTRY: dict[str, type[Corruption]] = {}
+_FAMILY: dict[str, str] = {}
+FAMILIES = ("noise", "blur", "weather", "digital")
+
+C = TypeVar("C", bound="type[Corruption]")
+
+
+# ----------------------------------------------------------------------------------------------
+# Base class and registry
+# ----------------------------------------------------------------------------------------------
+
+
+class Corruption(Distortion):
+    """A benchmark corruption at one severity (1-5); subclasses hold the published parameters.
+
+    Args:
+        severity: 1 (mildest) to 5 (strongest).
+    """
+
+    #: Per-severity parameters for 32x32 images, severity 1 first.
+    PARAMS: ClassVar[tuple[Any, ...]] = ()
+
+    def __init__(self, severity: int) -> None:
+        if isinstance(severity, bool) or severity not in SEVERITIES:
+            raise ValueError(f"corruption {self.family!r}: severity must be 1-5, got {severity!r}")
+        self.severity = int(severity)
+
+    @property
+    def c(self) -> Any:  # noqa: ANN401 - a float or a tuple, as in make_cifar_c.py
+        """The published parameter(s) of this severity (``c`` in ``make_cifar_c.py``)."""
+        return self.PARAMS[self.severity - 1]
+
+    def params(self) -> dict[str, Any]:
+        """Return ``{"severity": severity}``."""
+        return {"severity": self.severity}
+
+
+def register_corruption(name: str, family: str) -> Callable[[C], C]:
+    """Class decorator registering a :class:`Corruption` under ``name``.
+
+    Args:
+        name: The corruption's name (``gaussian_noise``).
+        family: ``noise``, ``blur``, ``weather`` or ``digital`` (the benchmark's groups).
+
+    Returns:
+        The decorator.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown corruption family {family!r} (known: {FAMILIES})")
+
+    def decorator(cls: C) -> C:
+        if name in _REGISTRY:
+            raise ValueError(f"corruption {name!r} is already registered")
+        cls.family = name
+        _REGISTRY[name] = cls
+        _FAMILY[name] = family
+        return cls
+
+    return decorator
+
+
+def available_corruptions() -> list[str]:
+    """Names of the registered corruptions: the benchmark's in order, then the extras."""
+    order = [*BENCHMARK_CORRUPTIONS, *EXTRA_CORRUPTIONS]
+    return [n for n in order if n in _REGISTRY] + sorted(set(_REGISTRY) - set(order))
+
+
+def corruption_family(name: str) -> str:
+    """The benchmark group of a corruption: ``noise``, ``blur``, ``weather`` or ``digital``."""
+    if name not in _FAMILY:
+        raise ValueError(f"unknown corruption {name!r} (available: {available_corruptions()})")
+    return _FAMILY[name]
+
+
+def create_corruption(name: str, severity: int) -> Corruption:
+    """Build a registered corruption.
+
+    Args:
+        name: One of :func:`available_corruptions`.
+        severity: 1-5.
+
+    Returns:
+        The corruption.
+
+    Raises:
+        ValueError: Unknown name or invalid severity (named).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown corruption {name!r} (available: {available_corruptions()})")
+    return _REGISTRY[name](severity)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """Images (B, 3, H, W) in [0, 1] -> uint8 (B, H, W, 3), truncating like ``np.uint8(255 x)``.
+
+    A tolerance of 1e-4 absorbs float round-off, so a pixel that is exactly ``k / 255`` maps
+    back to ``k``.
+    """
+    x = (x.detach().float().clamp(0, 1) * 255.0 + 1e-4).floor().clamp_(0, 255)
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers: random draws, filters as matrices, resampling
+# ----------------------------------------------------------------------------------------------
+
+
+def _rand(shape: Sequence[int], x: Tensor, g: torch.Generator | None) -> Tensor:
+    return torch.rand(tuple(shape), generator=g, device=x.device, dtype=torch.float32)
+
+
+def _uniform(
+    low: float, high: float, shape: Sequence[int], x: Tensor, g: torch.Generator | None
+) -> Tensor:
+    return low + (high - low) * _rand(shape, x, g)
+
+
+def _randint(low: int, high: int, shape: Sequence[int], x: Tensor, g: torch.Generator | None):  # noqa: ANN202
+    return torch.randint(low, high, tuple(shape), generator=g, device=x.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# A random mixture (CRAFT's corrupted training views)
+# ----------------------------------------------------------------------------------------------
+
+
+class CorruptionMix:
+    """Corrupt each image with a corruption and a severity drawn at random from given sets.
+
+    CRAFT's corrupted views: every image of the batch draws its own (corruption, severity);
+    images sharing a draw are corrupted together, in a fixed order, so the result is a
+    deterministic function of the generator's seed.
+
+    Args:
+        names: Corruptions to draw from (uniformly).
+        severities: Severities to draw from (uniformly).
+    """
+
+    def __init__(self, names: Sequence[str], severities: Sequence[int] = SEVERITIES) -> None:
+        if not names:
+            raise ValueError("CorruptionMix needs at least one corruption")
+        self.names, self.severities = list(names), [int(s) for s in severities]
+        self.ops = {(n, s): create_corruption(n, s) for n in self.names for s in self.severities}
+
+    def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Return a corrupted copy of ``x`` (B, C, H, W) in [0, 1]."""
+        b = x.shape[0]
+        which = _randint(0, len(self.names), (b,), x, generator).cpu()
+        sev = _randint(0, len(self.severities), (b,), x, generator).cpu()
+        out = torch.empty_like(x)
+        for k, name in enumerate(self.names):
+            for j, s in enumerate(self.severities):
+                idx = torch.nonzero((which == k) & (sev == j)).flatten()
+                if len(idx):
+                    out[idx.to(x.device)] = self.ops[(name, s)](x[idx.to(x.device)], generator)
+        return out
