@@ -1,0 +1,209 @@
+"""Least-work decoding of the engines' views: uint8 crops on the host, float on the device.
+
+The train and eval views (:class:`robustkd.engine.data.ImageSet`) need one output square per
+image. This module produces it doing as little work per image as it can:
+
+1. Only the file's header is read to learn the image's size, so the view's random crop box can be
+   drawn (from ``(seed, epoch, index)``, in full-resolution coordinates) before any decoding.
+2. When the crop, scaled down by 2, 4 or 8, still covers at least the output size, the JPEG is
+   decoded at that reduction in the DCT (libjpeg's scaling, through PIL's ``draft``), and the box
+   is mapped into the reduced image's coordinates.
+3. Otherwise the file is decoded at full size by torchvision's ``decode_image`` (libjpeg-turbo /
+   libpng, the same pixels as PIL's decoder, into channels-last memory without an extra copy).
+4. Crop and resize run on uint8 (torchvision's ``resized_crop``, bilinear with antialiasing, on
+   the channels-last view: PyTorch's vectorised uint8 kernel).
+
+Float conversion and normalisation are left to the device, batched: :func:`to_unit_float`.
+
+Pixels versus the former float path (crop and resize in float32 of the fully decoded image):
+identical crop boxes; at no reduction, pixels within 1/255 (uint8 rounding of the resize); with a
+DCT reduction, the box is rounded outwards to whole reduced pixels (at most one reduced pixel,
+i.e. ``r`` original pixels, per side) and the DCT-scaled decode differs from a full decode plus
+antialiased resize by a few levels on edges (measured in ``tests/test_decode.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
+
+from robustkd.errors import DataError
+
+__all__ = [
+    "DCT_REDUCTIONS",
+    "ImageSource",
+    "dct_reduction",
+    "eval_crop",
+    "train_crop",
+    "to_unit_float",
+]
+
+DCT_REDUCTIONS = (8, 4, 2, 1)
+"""Reductions libjpeg applies in the DCT through PIL's ``draft`` (PIL's JpegImagePlugin)."""
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError)
+_TORCHVISION_FORMATS = ("JPEG", "PNG")  # decoded by torchvision.io.decode_image when RGB
+
+
+def dct_reduction(need_h: float, need_w: float, out_h: int, out_w: int) -> int:
+    """Return the largest DCT reduction keeping a region at least as large as the output.
+
+    Args:
+        need_h: Height in full-resolution pixels of the region that is resized to the output.
+        need_w: Its width.
+        out_h: Output height in pixels.
+        out_w: Output width in pixels.
+
+    Returns:
+        ``r`` in :data:`DCT_REDUCTIONS` with ``need_h / r >= out_h`` and ``need_w / r >= out_w``,
+        or 1.
+    """
+    for r in DCT_REDUCTIONS:
+        if need_h / r >= out_h and need_w / r >= out_w:
+            return r
+    return 1
+
+
+@dataclass
+class ImageSource:
+    """One image, opened but not decoded: a file's bytes or a uint8 array already in memory.
+
+    Attributes:
+        height: Full-resolution height in pixels.
+        width: Full-resolution width in pixels.
+        data: The file's bytes (None for an array).
+        array: uint8 (H, W, 3) pixels (None for a file).
+        name: What error messages call the image (its path).
+    """
+
+    height: int
+    width: int
+    data: bytearray | None = None
+    array: np.ndarray | torch.Tensor | None = None
+    name: str = "<array>"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ImageSource:
+        """Read a file and its header (the pixels are decoded later).
+
+        Args:
+            path: The image file.
+
+        Returns:
+            The source.
+
+        Raises:
+            DataError: The file cannot be read or its header parsed (the message names it).
+        """
+        try:
+            data = bytearray(open(path, "rb").read())
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{path}: unreadable image ({exc})") from exc
+        return cls(height, width, data=data, name=str(path))
+
+    @classmethod
+    def from_array(cls, array: np.ndarray | torch.Tensor) -> ImageSource:
+        """Wrap uint8 pixels (H, W, 3) already in memory (a packed split or a preload cache)."""
+        return cls(int(array.shape[0]), int(array.shape[1]), array=array)
+
+    def decode(self, reduction: int = 1) -> tuple[torch.Tensor, int]:
+        """Decode the pixels, reduced in the DCT by ``reduction`` when the file allows it.
+
+        Args:
+            reduction: Wanted reduction, in :data:`DCT_REDUCTIONS`; only JPEG files honour it.
+
+        Returns:
+            ``(image, r)``: uint8 (3, H', W') with channels-last strides, and the reduction
+            applied (``H' = ceil(height / r)``, ``W' = ceil(width / r)``).
+
+        Raises:
+            DataError: The file cannot be decoded (the message names it).
+        """
+        if self.array is not None:
+            arr = self.array
+            pixels = arr if isinstance(arr, torch.Tensor) else torch.from_numpy(np.array(arr))
+            return pixels.permute(2, 0, 1), 1
+        assert self.data is not None
+        try:
+            with Image.open(io.BytesIO(self.data)) as im:
+                fast = reduction == 1 and im.format in _TORCHVISION_FORMATS and im.mode == "RGB"
+                if not fast:
+                    r = 1
+                    drafted = im.draft("RGB", (self.width // reduction, self.height // reduction))
+                    if drafted is not None:  # a JPEG: the reduction PIL applied
+                        r = round(self.width / drafted[1][2])
+                    rgb = im.convert("RGB") if im.mode != "RGB" else im
+                    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1), r
+            buf = torch.frombuffer(self.data, dtype=torch.uint8)
+            return decode_image(buf, mode=ImageReadMode.RGB), 1
+        except _DECODE_ERRORS as exc:
+            raise DataError(f"{self.name}: unreadable image ({exc})") from exc
+
+
+def train_crop(source: ImageSource, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """RandomResizedCrop's output for a given box, decoding only what it needs.
+
+    Args:
+        source: The image.
+        box: ``(top, left, height, width)`` in full-resolution pixels.
+        size: Side of the square output in pixels.
+
+    Returns:
+        uint8 (3, size, size).
+    """
+    top, left, ch, cw = box
+    img, r = source.decode(dct_reduction(ch, cw, size, size))
+    if r > 1:  # the box in the reduced image, rounded outwards to whole pixels
+        h, w = img.shape[-2:]
+        t0, l0 = top // r, left // r
+        t1, l1 = min(h, math.ceil((top + ch) / r)), min(w, math.ceil((left + cw) / r))
+        top, left, ch, cw = t0, l0, t1 - t0, l1 - l0
+    return TF.resized_crop(img, top, left, ch, cw, [size, size], antialias=True)
+
+
+def eval_crop(source: ImageSource, short: int, size: int) -> torch.Tensor:
+    """Resize the shorter side to ``short``, then take the central ``size`` square.
+
+    The resized shape is computed from the full-resolution size, as by the former float path;
+    the decode is reduced in the DCT when the reduced image is still at least that large.
+
+    Args:
+        source: The image.
+        short: Length in pixels of the shorter side after resizing (e.g. 256 for 224).
+        size: Side of the square output in pixels.
+
+    Returns:
+        uint8 (3, size, size).
+    """
+    h, w = source.height, source.width
+    scale = short / min(h, w)
+    rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
+    img, _ = source.decode(dct_reduction(h, w, rh, rw))
+    img = TF.resize(img, [rh, rw], antialias=True)
+    top, left = (rh - size) // 2, (rw - size) // 2
+    return img[:, top : top + size, left : left + size]
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """Turn a batch of pixels into float32 in [0, 1] where it lies (call it on the device).
+
+    Args:
+        images: uint8 (B, 3, H, W) in [0, 255], or a floating batch already in [0, 1] (such as
+            :class:`robustkd.craft.evaluate.ArrayImages` yields), returned unchanged.
+
+    Returns:
+        float (B, 3, H, W) in [0, 1] on ``images``' device.
+    """
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    return images
