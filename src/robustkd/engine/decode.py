@@ -6,26 +6,28 @@ image. This module produces it doing as little work per image as it can:
 1. Only the file's header is read to learn the image's size, so the view's random crop box can be
    drawn (from ``(seed, epoch, index)``, in full-resolution coordinates) before any decoding.
 2. When the crop, scaled down by 2, 4 or 8, still covers at least the output size, the JPEG is
-   decoded at that reduction in the DCT (libjpeg's scaling, through PIL's ``draft``), and the box
-   is mapped into the reduced image's coordinates.
+   decoded at that reduction in the DCT (libjpeg's scaling, through PIL's ``draft``), and PIL
+   resizes the box mapped into the reduced image's coordinates (sub-pixel exact).
 3. Otherwise the file is decoded at full size by torchvision's ``decode_image`` (libjpeg-turbo /
-   libpng, the same pixels as PIL's decoder, into channels-last memory without an extra copy).
-4. Crop and resize run on uint8 (torchvision's ``resized_crop``, bilinear with antialiasing, on
-   the channels-last view: PyTorch's vectorised uint8 kernel).
+   libpng: the same pixels as PIL's decoder, into channels-last memory, without PIL's extra
+   copy), and the box is cropped and resized by torchvision's ``resized_crop`` on uint8
+   (PyTorch's vectorised uint8 kernel on the channels-last layout).
+4. Resizing is bilinear with antialiasing throughout, as the former float path.
+
+torchvision deprecated its decoders in 0.29 in favour of TorchCodec; the project pins
+torchvision < 0.30 (pyproject.toml), where ``decode_image`` is present.
 
 Float conversion and normalisation are left to the device, batched: :func:`to_unit_float`.
 
 Pixels versus the former float path (crop and resize in float32 of the fully decoded image):
 identical crop boxes; at no reduction, pixels within 1/255 (uint8 rounding of the resize); with a
-DCT reduction, the box is rounded outwards to whole reduced pixels (at most one reduced pixel,
-i.e. ``r`` original pixels, per side) and the DCT-scaled decode differs from a full decode plus
-antialiased resize by a few levels on edges (measured in ``tests/test_decode.py``).
+DCT reduction, the DCT-scaled decode differs from a full decode plus antialiased resize by a few
+levels, most on edges (bounds in ``tests/test_decode.py``).
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 from dataclasses import dataclass
 
@@ -116,15 +118,15 @@ class ImageSource:
         """Wrap uint8 pixels (H, W, 3) already in memory (a packed split or a preload cache)."""
         return cls(int(array.shape[0]), int(array.shape[1]), array=array)
 
-    def decode(self, reduction: int = 1) -> tuple[torch.Tensor, int]:
-        """Decode the pixels, reduced in the DCT by ``reduction`` when the file allows it.
+    def tensor(self) -> torch.Tensor:
+        """Decode the pixels at full size.
 
-        Args:
-            reduction: Wanted reduction, in :data:`DCT_REDUCTIONS`; only JPEG files honour it.
+        RGB JPEG and PNG files go to torchvision's ``decode_image``; other files (grey, CMYK,
+        palette images; other formats) to PIL, converted to RGB as ``PIL.Image.convert`` does.
 
         Returns:
-            ``(image, r)``: uint8 (3, H', W') with channels-last strides, and the reduction
-            applied (``H' = ceil(height / r)``, ``W' = ceil(width / r)``).
+            uint8 (3, H, W) with channels-last strides (the layout PyTorch's uint8 resize
+            kernel is fastest on).
 
         Raises:
             DataError: The file cannot be decoded (the message names it).
@@ -132,26 +134,53 @@ class ImageSource:
         if self.array is not None:
             arr = self.array
             pixels = arr if isinstance(arr, torch.Tensor) else torch.from_numpy(np.array(arr))
-            return pixels.permute(2, 0, 1), 1
+            return pixels.permute(2, 0, 1)
         assert self.data is not None
         try:
             with Image.open(io.BytesIO(self.data)) as im:
-                fast = reduction == 1 and im.format in _TORCHVISION_FORMATS and im.mode == "RGB"
-                if not fast:
-                    r = 1
-                    drafted = im.draft("RGB", (self.width // reduction, self.height // reduction))
-                    if drafted is not None:  # a JPEG: the reduction PIL applied
-                        r = round(self.width / drafted[1][2])
-                    rgb = im.convert("RGB") if im.mode != "RGB" else im
-                    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1), r
-            buf = torch.frombuffer(self.data, dtype=torch.uint8)
-            return decode_image(buf, mode=ImageReadMode.RGB), 1
+                if im.format not in _TORCHVISION_FORMATS or im.mode != "RGB":
+                    return _to_tensor(im.convert("RGB"))
+            return decode_image(torch.frombuffer(self.data, dtype=torch.uint8), ImageReadMode.RGB)
+        except _DECODE_ERRORS as exc:
+            raise DataError(f"{self.name}: unreadable image ({exc})") from exc
+
+    def reduced(self, reduction: int) -> tuple[Image.Image, int] | None:
+        """Decode a JPEG file reduced in the DCT (libjpeg's scaling, via PIL's ``draft``).
+
+        Args:
+            reduction: Wanted reduction, in :data:`DCT_REDUCTIONS`.
+
+        Returns:
+            ``(image, r)``: the loaded RGB image of size ``(ceil(width / r), ceil(height / r))``
+            and the reduction applied; None for an array or a file that is not a JPEG.
+
+        Raises:
+            DataError: The file cannot be decoded (the message names it).
+        """
+        if self.data is None:
+            return None
+        try:
+            with Image.open(io.BytesIO(self.data)) as im:
+                drafted = im.draft("RGB", (self.width // reduction, self.height // reduction))
+                if drafted is None:  # not a JPEG
+                    return None
+                r = round(self.width / drafted[1][2])  # draft's box: the full image, reduced
+                return im.convert("RGB"), r
         except _DECODE_ERRORS as exc:
             raise DataError(f"{self.name}: unreadable image ({exc})") from exc
 
 
+def _to_tensor(im: Image.Image) -> torch.Tensor:
+    """uint8 (3, H, W), channels-last strides, of an RGB PIL image."""
+    return torch.from_numpy(np.array(im)).permute(2, 0, 1)
+
+
 def train_crop(source: ImageSource, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
     """RandomResizedCrop's output for a given box, decoding only what it needs.
+
+    At a DCT reduction ``r``, PIL resizes the box mapped to the reduced image's coordinates
+    (``box / r``, sub-pixel exact); otherwise torchvision's ``resized_crop`` resizes the box of
+    the full image. Both: bilinear with antialiasing, on uint8.
 
     Args:
         source: The image.
@@ -162,12 +191,13 @@ def train_crop(source: ImageSource, box: tuple[int, int, int, int], size: int) -
         uint8 (3, size, size).
     """
     top, left, ch, cw = box
-    img, r = source.decode(dct_reduction(ch, cw, size, size))
-    if r > 1:  # the box in the reduced image, rounded outwards to whole pixels
-        h, w = img.shape[-2:]
-        t0, l0 = top // r, left // r
-        t1, l1 = min(h, math.ceil((top + ch) / r)), min(w, math.ceil((left + cw) / r))
-        top, left, ch, cw = t0, l0, t1 - t0, l1 - l0
+    r = dct_reduction(ch, cw, size, size)
+    got = source.reduced(r) if r > 1 else None
+    if got is not None:
+        im, r = got
+        sub = (left / r, top / r, (left + cw) / r, (top + ch) / r)
+        return _to_tensor(im.resize((size, size), Image.BILINEAR, box=sub, reducing_gap=None))
+    img = source.tensor()
     return TF.resized_crop(img, top, left, ch, cw, [size, size], antialias=True)
 
 
@@ -188,9 +218,14 @@ def eval_crop(source: ImageSource, short: int, size: int) -> torch.Tensor:
     h, w = source.height, source.width
     scale = short / min(h, w)
     rh, rw = max(size, round(h * scale)), max(size, round(w * scale))
-    img, _ = source.decode(dct_reduction(h, w, rh, rw))
-    img = TF.resize(img, [rh, rw], antialias=True)
     top, left = (rh - size) // 2, (rw - size) // 2
+    r = dct_reduction(h, w, rh, rw)
+    got = source.reduced(r) if r > 1 else None
+    if got is not None:
+        im, r = got
+        img = _to_tensor(im.resize((rw, rh), Image.BILINEAR, box=(0, 0, w / r, h / r)))
+    else:
+        img = TF.resize(source.tensor(), [rh, rw], antialias=True)
     return img[:, top : top + size, left : left + size]
 
 
