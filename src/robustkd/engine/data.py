@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -190,7 +191,7 @@ class ImageSet(Dataset):
         row = self.prepared.rows[self.rows[i]]
         if row.index >= 0:  # a packed array: no decode
             return ImageSource.from_array(np.asarray(self.prepared.image(self.rows[i])))
-        return ImageSource.from_file(self.prepared.root / row.path)
+        return ImageSource.from_file(os.path.join(self.prepared.root, row.path))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return image ``i`` of the view and its label.

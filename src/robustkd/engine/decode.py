@@ -10,7 +10,7 @@ image. This module produces it doing as little work per image as it can:
    resizes the box mapped into the reduced image's coordinates (sub-pixel exact).
 3. Otherwise the file is decoded at full size by torchvision's ``decode_image`` (libjpeg-turbo /
    libpng: the same pixels as PIL's decoder, into channels-last memory, without PIL's extra
-   copy), and the box is cropped and resized by torchvision's ``resized_crop`` on uint8
+   copy), and the box is cropped and resized on uint8 by ``torch.nn.functional.interpolate``
    (PyTorch's vectorised uint8 kernel on the channels-last layout).
 4. Resizing is bilinear with antialiasing throughout, as the former float path.
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
+import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
@@ -84,6 +84,7 @@ class ImageSource:
         data: The file's bytes (None for an array).
         array: uint8 (H, W, 3) pixels (None for a file).
         name: What error messages call the image (its path).
+        fast: Whether torchvision decodes the file (an RGB JPEG or PNG; else PIL does).
     """
 
     height: int
@@ -91,6 +92,7 @@ class ImageSource:
     data: bytearray | None = None
     array: np.ndarray | torch.Tensor | None = None
     name: str = "<array>"
+    fast: bool = False
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> ImageSource:
@@ -109,9 +111,10 @@ class ImageSource:
             data = bytearray(open(path, "rb").read())
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+                fast = im.format in _TORCHVISION_FORMATS and im.mode == "RGB"
+        except _DECODE_ERRORS as exc:
             raise DataError(f"{path}: unreadable image ({exc})") from exc
-        return cls(height, width, data=data, name=str(path))
+        return cls(height, width, data=data, name=str(path), fast=fast)
 
     @classmethod
     def from_array(cls, array: np.ndarray | torch.Tensor) -> ImageSource:
@@ -137,10 +140,11 @@ class ImageSource:
             return pixels.permute(2, 0, 1)
         assert self.data is not None
         try:
+            if self.fast:
+                buf = torch.frombuffer(self.data, dtype=torch.uint8)
+                return decode_image(buf, ImageReadMode.RGB)
             with Image.open(io.BytesIO(self.data)) as im:
-                if im.format not in _TORCHVISION_FORMATS or im.mode != "RGB":
-                    return _to_tensor(im.convert("RGB"))
-            return decode_image(torch.frombuffer(self.data, dtype=torch.uint8), ImageReadMode.RGB)
+                return _to_tensor(im.convert("RGB"))
         except _DECODE_ERRORS as exc:
             raise DataError(f"{self.name}: unreadable image ({exc})") from exc
 
@@ -175,12 +179,19 @@ def _to_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(im)).permute(2, 0, 1)
 
 
+def _resize(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize with antialiasing of uint8 (1, 3, H, W) (channels-last: the uint8 kernel)."""
+    if tuple(img.shape[-2:]) == hw:
+        return img
+    return F.interpolate(img, size=hw, mode="bilinear", antialias=True, align_corners=False)
+
+
 def train_crop(source: ImageSource, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
     """RandomResizedCrop's output for a given box, decoding only what it needs.
 
     At a DCT reduction ``r``, PIL resizes the box mapped to the reduced image's coordinates
-    (``box / r``, sub-pixel exact); otherwise torchvision's ``resized_crop`` resizes the box of
-    the full image. Both: bilinear with antialiasing, on uint8.
+    (``box / r``, sub-pixel exact); otherwise PyTorch resizes the box of the full image.
+    Both: bilinear with antialiasing, on uint8.
 
     Args:
         source: The image.
@@ -197,8 +208,8 @@ def train_crop(source: ImageSource, box: tuple[int, int, int, int], size: int) -
         im, r = got
         sub = (left / r, top / r, (left + cw) / r, (top + ch) / r)
         return _to_tensor(im.resize((size, size), Image.BILINEAR, box=sub, reducing_gap=None))
-    img = source.tensor()
-    return TF.resized_crop(img, top, left, ch, cw, [size, size], antialias=True)
+    crop = source.tensor()[None, :, top : top + ch, left : left + cw]  # a view, channels-last
+    return _resize(crop, (size, size))[0]
 
 
 def eval_crop(source: ImageSource, short: int, size: int) -> torch.Tensor:
@@ -225,7 +236,7 @@ def eval_crop(source: ImageSource, short: int, size: int) -> torch.Tensor:
         im, r = got
         img = _to_tensor(im.resize((rw, rh), Image.BILINEAR, box=(0, 0, w / r, h / r)))
     else:
-        img = TF.resize(source.tensor(), [rh, rw], antialias=True)
+        img = _resize(source.tensor()[None], (rh, rw))[0]
     return img[:, top : top + size, left : left + size]
 
 
