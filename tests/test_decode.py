@@ -169,9 +169,9 @@ def test_views_do_not_depend_on_the_number_of_workers(jpeg_set):
     assert all(torch.equal(a, b) for a, b in zip(alone, shared, strict=True))
 
 
-def test_grayscale_and_cmyk_jpegs_come_out_rgb_as_pil_converts_them(tmp_path, photos):
-    for mode in ("L", "CMYK"):
-        path = tmp_path / f"{mode}.jpg"
+def test_grey_and_cmyk_jpegs_and_pngs_come_out_rgb_as_pil_converts_them(tmp_path, photos):
+    for mode, ext in (("L", "jpg"), ("CMYK", "jpg"), ("RGBA", "png"), ("RGB", "png")):
+        path = tmp_path / f"{mode}.{ext}"
         Image.fromarray(photos[0]).convert(mode).save(path, quality=90)
         src = ImageSource.from_file(path)
         img = src.tensor()

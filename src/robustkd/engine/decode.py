@@ -8,10 +8,11 @@ image. This module produces it doing as little work per image as it can:
 2. When the crop, scaled down by 2, 4 or 8, still covers at least the output size, the JPEG is
    decoded at that reduction in the DCT (libjpeg's scaling, through PIL's ``draft``), and PIL
    resizes the box mapped into the reduced image's coordinates (sub-pixel exact).
-3. Otherwise the file is decoded at full size by torchvision's ``decode_image`` (libjpeg-turbo /
-   libpng: the same pixels as PIL's decoder, into channels-last memory, without PIL's extra
-   copy), and the box is cropped and resized on uint8 by ``torch.nn.functional.interpolate``
-   (PyTorch's vectorised uint8 kernel on the channels-last layout).
+3. Otherwise an RGB JPEG is decoded at full size by torchvision's ``decode_image``
+   (libjpeg-turbo: the same pixels as PIL's decoder, into channels-last memory, without PIL's
+   extra copy; other files by PIL), and the box is cropped and resized on uint8 by
+   ``torch.nn.functional.interpolate`` (PyTorch's vectorised uint8 kernel on the channels-last
+   layout).
 4. Resizing is bilinear with antialiasing throughout, as the former float path.
 
 torchvision deprecated its decoders in 0.29 in favour of TorchCodec; the project pins
@@ -52,7 +53,9 @@ DCT_REDUCTIONS = (8, 4, 2, 1)
 """Reductions libjpeg applies in the DCT through PIL's ``draft`` (PIL's JpegImagePlugin)."""
 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError)
-_TORCHVISION_FORMATS = ("JPEG", "PNG")  # decoded by torchvision.io.decode_image when RGB
+# Decoded by torchvision.io.decode_image when RGB. Not PNG: torchvision keeps 16 bits per channel
+# where PIL reduces them to 8.
+_TORCHVISION_FORMATS = ("JPEG",)
 
 
 def dct_reduction(need_h: float, need_w: float, out_h: int, out_w: int) -> int:
@@ -84,7 +87,7 @@ class ImageSource:
         data: The file's bytes (None for an array).
         array: uint8 (H, W, 3) pixels (None for a file).
         name: What error messages call the image (its path).
-        fast: Whether torchvision decodes the file (an RGB JPEG or PNG; else PIL does).
+        fast: Whether torchvision decodes the file (an RGB JPEG; else PIL does).
     """
 
     height: int
@@ -124,8 +127,8 @@ class ImageSource:
     def tensor(self) -> torch.Tensor:
         """Decode the pixels at full size.
 
-        RGB JPEG and PNG files go to torchvision's ``decode_image``; other files (grey, CMYK,
-        palette images; other formats) to PIL, converted to RGB as ``PIL.Image.convert`` does.
+        RGB JPEG files go to torchvision's ``decode_image``; other files (grey or CMYK JPEGs;
+        other formats) to PIL, converted to RGB as ``PIL.Image.convert`` does.
 
         Returns:
             uint8 (3, H, W) with channels-last strides (the layout PyTorch's uint8 resize
