@@ -7,6 +7,10 @@ uninterrupted run would have seen.
 - Train view: RandomResizedCrop + horizontal flip (the clean view; the distortion is applied
   to this same crop on the device, so clean and distorted views share geometry).
 - Eval view: Resize(size * 256 / 224) + CenterCrop(size), as the baselines evaluate.
+
+Both views yield uint8 pixels, decoded with as little work as possible
+(:mod:`robustkd.engine.decode`); the consumer turns a batch into float in [0, 1] on its device
+with :func:`~robustkd.engine.decode.to_unit_float` before distorting and normalising it.
 """
 
 from __future__ import annotations
@@ -14,15 +18,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from robustkd.data.prepared import PreparedDataset
+from robustkd.engine.decode import ImageSource, eval_crop, to_unit_float, train_crop
 from robustkd.provenance import sha256_file
 
 __all__ = [
@@ -33,7 +38,12 @@ __all__ = [
     "load_image_set",
     "make_loader",
     "rng_for",
+    "to_unit_float",
 ]
+
+_PIXELS = "uint8-v2"
+"""Tag of the pixel pipeline in :meth:`ImageSet.fingerprint` (``v1``: the float32 path before
+issue 16): a checkpoint written on other pixels is not resumed."""
 
 
 def rng_for(*keys: int) -> np.random.Generator:
@@ -89,20 +99,14 @@ def _crop_box(
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
-def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize with antialiasing of a (3, H, W) float image."""
-    if tuple(img.shape[-2:]) == size:
-        return img
-    return F.interpolate(
-        img[None], size=size, mode="bilinear", antialias=True, align_corners=False
-    )[0]
-
-
 class ImageSet(Dataset):
-    """A split of a prepared dataset as model inputs in [0, 1] (no normalisation).
+    """A split of a prepared dataset as model inputs: uint8 (3, S, S) in [0, 255], not normalised.
 
-    Images are kept decoded in memory as uint8 (the miniature, small datasets) or decoded from
-    the prepared files on access (paper scale). ``set_epoch`` selects the augmentation stream.
+    Images are kept decoded in memory as uint8 (the miniature, small datasets), read from the
+    prepared packed arrays, or decoded from the prepared files on access (paper scale), in each
+    case with the least work the view needs (:mod:`robustkd.engine.decode`). ``set_epoch``
+    selects the augmentation stream. Batches become float in [0, 1] on the device:
+    :func:`to_unit_float`.
     """
 
     def __init__(
@@ -135,10 +139,10 @@ class ImageSet(Dataset):
         self.rows = [self.rows[i] for i in keep]
         self.labels = torch.as_tensor(labels[keep])
         self.view, self.train, self.seed, self.epoch = view, train, seed, 0
-        self.cache: torch.Tensor | None = None
+        self.cache: torch.Tensor | None = None  # uint8 (N, S, S, 3)
         if preload_size is not None:
             imgs = [np.asarray(prepared.image(r).resize((preload_size,) * 2)) for r in self.rows]
-            self.cache = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
+            self.cache = torch.from_numpy(np.stack(imgs))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -178,32 +182,41 @@ class ImageSet(Dataset):
             h.update(sha256_file(self.prepared.root / name).encode())
         h.update(repr((self.rows, self.view, self.train, self.seed)).encode())
         h.update(b"" if self.cache is None else repr(tuple(self.cache.shape)).encode())
+        h.update(_PIXELS.encode())
         return h.hexdigest()
 
-    def _raw(self, i: int) -> torch.Tensor:
+    def _source(self, i: int) -> ImageSource:
         if self.cache is not None:
-            return self.cache[i].float() / 255.0  # (3, S, S)
-        img = np.array(self.prepared.image(self.rows[i]))
-        return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+            return ImageSource.from_array(self.cache[i])  # (S, S, 3)
+        row = self.prepared.rows[self.rows[i]]
+        if row.index >= 0:  # a packed array: no decode
+            return ImageSource.from_array(np.asarray(self.prepared.image(self.rows[i])))
+        return ImageSource.from_file(os.path.join(self.prepared.root, row.path))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        img = self._raw(i)
+        """Return image ``i`` of the view and its label.
+
+        Args:
+            i: Position in the set.
+
+        Returns:
+            ``(image, label)``: uint8 (3, S, S) and an int64 scalar.
+
+        Raises:
+            DataError: The image file cannot be read or decoded.
+        """
+        src = self._source(i)
         size = self.view.size
-        _, h, w = img.shape
         if self.train:
+            # The draws (box, then flip) are those of the former float path: identical crops.
             rng = rng_for(self.seed, self.epoch, i)
-            top, left, ch, cw = _crop_box(rng, h, w, self.view.crop_scale, self.view.crop_ratio)
-            img = _resize(img[:, top : top + ch, left : left + cw], (size, size))
+            box = _crop_box(rng, src.height, src.width, self.view.crop_scale, self.view.crop_ratio)
+            img = train_crop(src, box, size)
             if self.view.hflip and rng.random() < 0.5:
                 img = img.flip(-1)
         else:
-            short = int(size * 256 / 224)
-            scale = short / min(h, w)
-            img = _resize(img, (max(size, round(h * scale)), max(size, round(w * scale))))
-            _, h, w = img.shape
-            top, left = (h - size) // 2, (w - size) // 2
-            img = img[:, top : top + size, left : left + size]
-        return img.clamp_(0, 1), self.labels[i]
+            img = eval_crop(src, int(size * 256 / 224), size)
+        return img, self.labels[i]
 
 
 def load_image_set(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from robustkd.distortions import Distortion, seeded_generator
-from robustkd.engine.data import ImageSet, epoch_batches, make_loader
+from robustkd.engine.data import ImageSet, epoch_batches, make_loader, to_unit_float
 
 __all__ = ["evaluate_classifier", "topk_correct"]
 
@@ -54,7 +54,7 @@ def evaluate_classifier(
 
     Args:
         model: Maps normalised images (B, 3, S, S) to logits (B, C).
-        dataset: Evaluation images (eval view).
+        dataset: Evaluation images (eval view): uint8, or float in [0, 1].
         distortion: Applied to pixels in [0, 1] before ``normalize``; None for clean images.
         normalize: Pixel normalisation of the model.
         repeats: Number of evaluations with fresh random distortions.
@@ -70,13 +70,13 @@ def evaluate_classifier(
     random = distortion is not None and distortion.is_random
     repeats = repeats if random else 1
     batches = epoch_batches(len(dataset), batch_size, seed, 0, shuffle=False, drop_last=False)
-    # Decode once; reuse the clean batches for every repeat.
+    # Decode once (uint8 for image sets); reuse the clean batches for every repeat.
     cached = list(make_loader(dataset, batches, workers))
     top1, top5 = [], []
     for r in range(repeats):
         hit1 = hit5 = 0
         for b, (images, labels) in enumerate(cached):
-            images, labels = images.to(device), labels.to(device)
+            images, labels = to_unit_float(images.to(device)), labels.to(device)
             if distortion is not None:
                 images = distortion(images, seeded_generator(device, seed, r, b))
             logits = model(normalize(images)).float()  # (B, C)

@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
 from robustkd.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from robustkd.engine.data import ImageSet, epoch_batches, make_loader
+from robustkd.engine.data import ImageSet, epoch_batches, make_loader, to_unit_float
 from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.engine.steplog import StepLog
 from robustkd.errors import RobustKDError
@@ -342,7 +342,8 @@ def train(
 
     Args:
         task: The model and its loss.
-        dataset: Training images (train view); its epoch is set by the loop.
+        dataset: Training images (train view: uint8, or float in [0, 1]); its epoch is set by
+            the loop.
         cfg: Optimisation settings.
         seed: Seed of data order, augmentation and distortions.
         run_dir: Folder of the checkpoint and of ``log.jsonl``.
@@ -466,7 +467,8 @@ def train(
                         f"{name} received: checkpoint of step {step} written to {ckpt_path}; "
                         "rerun the job to resume"
                     )
-                images = images.to(device, non_blocking=True)
+                # uint8 crosses to the device (a quarter of float32's bytes), becomes float there.
+                images = to_unit_float(images.to(device, non_blocking=True))
                 labels = labels.to(device, non_blocking=True)
                 generator = seeded_generator(device, seed, epoch, step)
                 autocast = (

@@ -147,14 +147,14 @@ def fig4_panels(
     """
     from robustkd.data.prepared import PreparedDataset
     from robustkd.distortions import seeded_generator
-    from robustkd.engine.data import load_image_set
+    from robustkd.engine.data import load_image_set, to_unit_float
     from robustkd.engine.jobs import input_view, load_classifier, resolve_distortion
     from robustkd.models.backbones import create_backbone
 
     prepared = PreparedDataset(data_dir)
     view, normalize = input_view(views, backbone)
     val = load_image_set(prepared, "val", view, train=False, preload_size=views.get("preload_size"))
-    clean = torch.stack([val[i][0] for i in range(images)])  # (I, 3, S, S)
+    clean = to_unit_float(torch.stack([val[i][0] for i in range(images)]))  # (I, 3, S, S)
     spec = dict(backbone) if teacher_weights is None else {**backbone, "weights": teacher_weights}
     teacher = create_backbone(spec)
     panels = []
