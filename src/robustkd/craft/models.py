@@ -46,8 +46,13 @@ def memory_format_for(device: torch.device) -> torch.memory_format:
     (this network's stage-2 shortcut at width < 8) corrupts the heap on AVX2-only kernels: double
     frees, segmentation faults, hangs or silently different gradients, depending on the run
     (issue 12; reproduced here with ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``).
-    Contiguous convolutions are safe on every instruction set, and on CPU they are no slower for
-    these narrow networks (measured: ``benchmarks/craft_step.py --layout both``).
+    Contiguous convolutions are safe on every instruction set. The CPU speed claim this layout
+    once carried ("channels-last 30-45 % faster on CPU") did not hold up when re-measured with
+    ``benchmarks/craft_step.py --layout both`` (2 cores of an AMD EPYC with AVX-512, shared with
+    other work, 2026-11-30, batch 64, 3 runs): ERM steps 1,109-1,423 img/s contiguous against
+    1,240-1,816 channels-last, CRAFT steps 272-419 against 214-465; the two layouts are within
+    the run-to-run spread of a loaded machine. Measure on an idle machine before relying on
+    either.
 
     Args:
         device: Where the network runs.
