@@ -7,6 +7,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+# Extra pytest arguments (e.g. PYTEST_ARGS='-m "not slurm"').
+PYTEST_ARGS ?=
 
 AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
@@ -29,11 +31,12 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow
 	$(BIN)/snakemake --lint
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The same checks on AVX2 kernels (what an AVX2-only CPU runs); a no-op change on such a CPU.
+# The same checks on AVX2 kernels (what an AVX2-only CPU runs; a no-op change on such a CPU),
+# less the SLURM test: it runs the same jobs as the tiny DAG run and costs minutes of CI.
 test-avx2: setup
-	$(AVX2_ONLY) $(MAKE) test
+	$(AVX2_ONLY) $(MAKE) test PYTEST_ARGS='-m "not slurm"'
 
 clean:
 	rm -rf results logs .snakemake
