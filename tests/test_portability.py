@@ -41,21 +41,11 @@ def _objectives() -> dict[str, dict]:
     return OBJECTIVES
 
 
-class _Interrupted(Exception):
-    pass
+def _interrupting():
+    """The CRAFT tests' task wrapper that raises during a given loss call, as a kill would."""
+    from tests.test_craft_training import Interrupted, Interrupting
 
-
-class _Interrupting:
-    """Wrap a task; raise during the given loss call, as a kill would stop the run."""
-
-    def __init__(self, task, at):
-        self.task, self.model, self.at, self.calls = task, task.model, at, 0
-
-    def loss(self, images, targets, generator):
-        self.calls += 1
-        if self.calls > self.at:
-            raise _Interrupted
-        return self.task.loss(images, targets, generator)
+    return Interrupted, Interrupting
 
 
 def _task(kind: str, overlay: dict, prepared):
@@ -113,6 +103,7 @@ def drive(root: str) -> None:
     prepared = PreparedDataset(root_dir / "data")
     view = ViewConfig(SIZE, crop_scale=(0.6, 1.0))
     cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-2, checkpoint_every=2, log_every=100)
+    Interrupted, Interrupting = _interrupting()
     report = {}
     for kind in _cnns():
 
@@ -121,7 +112,7 @@ def drive(root: str) -> None:
             data = IndexedImages(images.derive(seed=1)) if kind.startswith("craft_") else images
             task = _task(kind, overlay, prepared)
             if interrupt_at is not None:
-                task = _Interrupting(task, interrupt_at)
+                task = Interrupting(task, interrupt_at)
             device = torch.device("cpu")
             summary = train(task, data, cfg, seed=1, run_dir=root_dir / kind / tag, device=device)
             return task.model.state_dict(), summary
@@ -129,7 +120,7 @@ def drive(root: str) -> None:
         whole, summary = run("whole")
         try:
             run("cut", interrupt_at=5)
-        except _Interrupted:
+        except Interrupted:
             pass
         resumed, resumed_summary = run("cut")
         logs = [(root_dir / kind / t / "log.jsonl").read_text() for t in ("whole", "cut")]
