@@ -296,6 +296,21 @@ def get_raw_input(dataset):
     return []
 
 
+def get_pretrain_data(wildcards):
+    """The prepared corpus a backbone is pretrained on: never the target ImageNet-100."""
+    if "pretrain_corpus" not in config["data"]:
+        raise WorkflowError(
+            f"backbone {wildcards.backbone!r} has a pretrain section but the config has no "
+            "data.pretrain_corpus (classes disjoint from ImageNet-100's to pretrain it on)"
+        )
+    return "results/data/pretrain_corpus"
+
+
+def get_pretrain_corpus_source(wildcards):
+    """The config section `data.pretrain_corpus` (root, class lists)."""
+    return config["data"]["pretrain_corpus"]
+
+
 def get_dataset_source(dataset):
     """The config section `data.datasets.<dataset>` (root, checksums, options)."""
     return config["data"]["datasets"][dataset]
@@ -308,4 +323,8 @@ def get_demo_raw_spec(wildcards):
         source = get_dataset_source("imagenet100")
         spec["class_list"] = source["class_list"]
         spec["n_classes"] = source.get("n_classes", 100)
+        corpus = config["data"].get("pretrain_corpus")
+        if corpus is not None:  # the corpus's classes live in the same ILSVRC tree
+            spec["other_class_list"] = corpus["class_list"]
+            spec["other_classes"] = corpus.get("n_classes", spec.get("other_classes", 2))
     return spec

@@ -40,3 +40,24 @@ for _dataset in DATASETS:
             download=config["data"]["download"],
         script:
             "../scripts/prepare_dataset.py"
+
+
+rule prepare_pretrain_corpus:
+    input:
+        get_raw_input("imagenet100"),
+    output:
+        directory("results/data/pretrain_corpus"),
+    log:
+        "logs/prepare/pretrain_corpus.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        dataset="imagenet100",  # read by the ILSVRC-2012 reader: other classes of ImageNet
+        config_key="data.pretrain_corpus",
+        source=get_pretrain_corpus_source,
+        download=config["data"]["download"],
+    script:
+        "../scripts/prepare_dataset.py"

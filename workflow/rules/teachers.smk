@@ -1,10 +1,12 @@
-# Teachers: a backbone with a `pretrain` section is pretrained here on clean ImageNet-100
-# (the miniature's stand-in for DINO / CLIP); hub or local weights need no rule.
+# Teachers: a backbone with a `pretrain` section is pretrained here, with labels, on the
+# pretraining corpus (data.pretrain_corpus: ImageNet classes disjoint from ImageNet-100's, the
+# miniature's stand-in for DINO's and CLIP's pretraining on other data); hub or local weights
+# need no rule.
 
 
 rule pretrain_backbone:
     input:
-        data="results/data/imagenet100",
+        data=get_pretrain_data,
     output:
         weights="results/teachers/{backbone}/model.pth",
         metrics="results/teachers/{backbone}/metrics.json",

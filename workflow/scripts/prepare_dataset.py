@@ -15,4 +15,5 @@ prepare_job(
     snakemake.output[0],
     download=snakemake.params.download,
     rule=snakemake.rule,
+    config_key=snakemake.params.get("config_key"),
 )

@@ -28,6 +28,7 @@ def prepare_job(
     *,
     download: bool,
     rule: str | None = None,
+    config_key: str | None = None,
 ) -> Path:
     """Prepare ``dataset`` from its config section (``data.datasets.<dataset>``).
 
@@ -38,17 +39,22 @@ def prepare_job(
         out_dir: The prepared dataset folder to write.
         download: Whether missing archives may be downloaded.
         rule: The rule name recorded in the provenance.
+        config_key: The config section recorded in the provenance (default
+            ``data.datasets.<dataset>``); the pretraining corpus, read by ImageNet's reader,
+            records ``data.pretrain_corpus``.
 
     Returns:
         The prepared folder.
     """
+    wildcards = {} if config_key else {"dataset": dataset}
+    config_key = config_key or f"data.datasets.{dataset}"
     handler = get_dataset(dataset)
     overrides = read_checksum_file(dataset_cfg["md5sums"]) if "md5sums" in dataset_cfg else None
     options = {k: v for k, v in dataset_cfg.items() if k not in _SOURCE_KEYS}
     provenance = {
         "rule": rule or f"prepare_{dataset}",
-        "wildcards": {"dataset": dataset},
-        "config": {"data.download": download, f"data.datasets.{dataset}": dict(dataset_cfg)},
+        "wildcards": wildcards,
+        "config": {"data.download": download, config_key: dict(dataset_cfg)},
         # The checksum file decides which archives pass: hash it like the raw data.
         "also_inputs": [dataset_cfg["md5sums"]] if "md5sums" in dataset_cfg else [],
     }
