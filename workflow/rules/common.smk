@@ -326,5 +326,7 @@ def get_demo_raw_spec(wildcards):
         corpus = config["data"].get("pretrain_corpus")
         if corpus is not None:  # the corpus's classes live in the same ILSVRC tree
             spec["other_class_list"] = corpus["class_list"]
-            spec["other_classes"] = corpus.get("n_classes", spec.get("other_classes", 2))
+            spec["other_classes"] = corpus.get(
+                "n_classes", spec.get("other_classes", 2)
+            )
     return spec
