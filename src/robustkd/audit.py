@@ -167,13 +167,19 @@ def _is_data(path: str) -> bool:
 
 
 def _metric_value(path: Path, metric: str) -> float | None:
-    """``metric`` of a metrics file (a dotted key reads a nested value); None if absent."""
+    """``metric`` of a metrics file; None if absent.
+
+    A dotted key reads a nested value, a number in it indexes a list (``results.3.top1``).
+    """
     try:
         value: Any = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     keys = [metric] if isinstance(value, dict) and metric in value else metric.split(".")
     for key in keys:
+        if isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]  # a list item: ``results.3.top1`` (Fig 2's ladder files)
+            continue
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
@@ -599,7 +605,8 @@ class Auditor:
                 f"n = {c.get('n', len(c['seeds']))}"
             )
             for s in c["seeds"]:
-                self._audit_seed(prov, str(c.get("metric", metric)), s)
+                # A seed may name its own key (the claims table reads Fig 2's ladder files).
+                self._audit_seed(prov, str(s.get("metric", c.get("metric", metric))), s)
 
     def _select(
         self, prov: str, cells: list[dict[str, Any]], cell: tuple[str, str]

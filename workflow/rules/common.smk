@@ -16,6 +16,7 @@ _checkout.use_checkout_package()
 from robustkd.config import resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests
+from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.layout import (
     DISTILL_METHODS,
     FINETUNE_KINDS,
@@ -121,11 +122,22 @@ def get_final_output():
         *get_table_outputs("table1"),
         *get_table_outputs("table2"),
         *get_table_outputs("table3"),
+        *CLAIMS_OUTPUTS,
         *figure_files("fig2"),
         *figure_files("fig3"),
         *figure_files("fig4"),
         *get_craft_outputs(),  # workflow/rules/craft_common.smk
     ]
+
+
+CLAIMS_OUTPUTS = [
+    f"results/tables/claims.{ext}" for ext in ("csv", "md", "provenance.json")
+]
+
+
+def get_claims_inputs(wildcards):
+    """Every metrics file the paper's claims are tested on (rule claims)."""
+    return claim_inputs(paper_claims(config))
 
 
 def get_table_outputs(name):

@@ -112,3 +112,20 @@ rule fig3:
 rule fig4:
     input:
         figure_files("fig4"),
+
+
+rule claims:
+    input:
+        get_claims_inputs,
+    output:
+        csv="results/tables/claims.csv",
+        md="results/tables/claims.md",
+        provenance="results/tables/claims.provenance.json",
+    log:
+        "logs/report/claims.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        config=config,
+    script:
+        "../scripts/claims.py"

@@ -1,0 +1,404 @@
+"""The main paper's qualitative claims, each with a generated verdict from the paired seeds.
+
+The paper states its findings qualitatively: ours beats the supervised baseline and
+Contrastive Inversion under every distortion (Table 1), the full loss beats each ablation
+(Table 3), the gap is large when labels are scarce (Fig 3), it persists beyond the training
+severity (Fig 2), and the distilled students transfer better (Table 2). Each claim here is a
+linear combination of per-seed metrics that the paper says is positive, e.g.
+``top1(ours, d, s) - top1(supervised, d, s)``, or, for "the gap is larger at low label
+fractions", ``gap(lowest fraction, s) - gap(100 %, s)``. Seed ``s`` of every run shares data
+order, augmentation and distortion draws, so the combination is computed per seed and tested
+like a paired difference (:func:`robustkd.report.stats.paired_test` against zero).
+
+**Decision rule** (stated in the tables and the README; assumed, not from the paper): with the
+mean ``m`` of the per-seed combination and its two-sided 95 % Student-t interval
+``[lo, hi]`` over the ``n`` seeds,
+
+- *supported*: ``lo > 0`` (the interval lies above zero; equivalently p < 0.05 and m > 0);
+- *contradicted*: ``hi < 0`` (the interval lies below zero: the opposite is shown);
+- *undecided at this size*: the interval contains zero, or it is undefined (one seed, or
+  every seed gives exactly the same value).
+
+No correction for multiple comparisons is applied (about 60 claims at 5 % each: a few
+verdicts may be chance); the table says so. The same code gives the verdicts of a paper-scale
+run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustkd.atomic import atomic_write_text
+from robustkd.layout import (
+    METHOD_LABELS,
+    finetune_files,
+    fraction_tag,
+    ladder_file,
+    table_spec,
+)
+from robustkd.provenance import now_iso
+from robustkd.report.stats import PairedResult, format_paired, paired_test
+from robustkd.report.tables import cell_record, write_table_provenance
+
+__all__ = [
+    "VERDICTS",
+    "Claim",
+    "Term",
+    "build_claims_table",
+    "claim_inputs",
+    "paper_claims",
+    "verdict",
+]
+
+VERDICTS = ("supported", "contradicted", "undecided")
+
+
+@dataclass(frozen=True)
+class Term:
+    """One metric of a claim's combination: ``coef * value``, one metrics file per seed.
+
+    Attributes:
+        label: What the value is (``Ours``, ``Supervised Baseline at 1 %``).
+        coef: Its coefficient in the combination (+1, -1).
+        files: The metrics file of each seed (same order as the claim's seeds).
+        metric: The metric's key in a metrics file (``top1``); for a Fig 2 ladder file,
+            ``ladder:<test distortion>``, resolved to ``results.<i>.top1`` of that seed.
+    """
+
+    label: str
+    coef: float
+    files: tuple[str, ...]
+    metric: str = "top1"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A qualitative claim of the paper: ``sum(coef * value)`` is positive, seed for seed.
+
+    Attributes:
+        key: Unique key (``table1/mask-0.90/ours-supervised``), the row key of its cells.
+        source: Where the paper makes it (``Table 1``).
+        statement: The claim in words.
+        seeds: The seeds of every term's files.
+        terms: The combination.
+    """
+
+    key: str
+    source: str
+    statement: str
+    seeds: tuple[int, ...]
+    terms: tuple[Term, ...]
+
+
+def verdict(result: PairedResult) -> str:
+    """The verdict of a claim whose combination's mean should be positive (module rule)."""
+    if result.n < 2 or math.isnan(result.ci_low) or math.isnan(result.ci_high):
+        return "undecided"
+    if result.ci_low > 0:
+        return "supported"
+    if result.ci_high < 0:
+        return "contradicted"
+    return "undecided"
+
+
+def _files(
+    method: str, dist: str, seeds: Sequence[int], dataset: str = "imagenet100", fraction: str = "1"
+) -> tuple[str, ...]:
+    return tuple(finetune_files(dataset, method, dist, fraction, s)["metrics"] for s in seeds)
+
+
+def _pair(key: str, source: str, statement: str, seeds: tuple[int, ...], a: Term, b: Term) -> Claim:
+    return Claim(key, source, statement, seeds, (a, Term(b.label, -1.0, b.files, b.metric)))
+
+
+def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
+    """Every claim the configured experiments can test (absent methods: no claim).
+
+    Args:
+        config: The merged workflow config (``experiments``, ``seeds``, ``distortions``).
+
+    Returns:
+        The claims in the paper's order: Table 1, Table 3, Fig 3, Fig 2, Table 2.
+    """
+    seeds = tuple(int(s) for s in config["seeds"])
+    exp = config["experiments"]
+    label = METHOD_LABELS
+    claims: list[Claim] = []
+
+    t1 = exp["table1"]
+    rows = dict(table_spec(config, "table1").rows)
+    for base in ("supervised", "ci"):
+        if not {"ours", base} <= set(t1["methods"]):
+            continue
+        for d in t1["distortions"]:
+            claims.append(
+                _pair(
+                    f"table1/{d}/ours-{base}",
+                    "Table 1",
+                    f"Ours beats {label[base]} under {rows[d]}",
+                    seeds,
+                    Term(label["ours"], 1.0, _files("ours", d, seeds)),
+                    Term(label[base], 1.0, _files(base, d, seeds)),
+                )
+            )
+
+    t3 = exp["table3"]
+    cols = dict(table_spec(config, "table3").columns)
+    if "ours" in t3["methods"]:
+        for d in t3["distortions"]:
+            for m in t3["methods"]:
+                if m == "ours":
+                    continue
+                claims.append(
+                    _pair(
+                        f"table3/{d}/ours-{m}",
+                        "Table 3",
+                        f"The full loss beats the {label[m]} ablation under {cols[d]}",
+                        seeds,
+                        Term("Gl. Local Attention", 1.0, _files("ours", d, seeds)),
+                        Term(label[m], 1.0, _files(m, d, seeds)),
+                    )
+                )
+
+    f3 = exp["fig3"]
+    if {"ours", "supervised"} <= set(f3["methods"]) and f3["fractions"]:
+        fr = sorted(float(f) for f in f3["fractions"])
+        low, high = fraction_tag(fr[0]), fraction_tag(fr[-1])
+        for d in f3["distortions"]:
+            name = rows.get(d, d)
+            o_low = Term(f"Ours at {low}", 1.0, _files("ours", d, seeds, fraction=low))
+            s_low = Term(f"Supervised at {low}", 1.0, _files("supervised", d, seeds, fraction=low))
+            claims.append(
+                _pair(
+                    f"fig3/{d}/frac{low}/ours-supervised",
+                    "Fig 3",
+                    f"Ours beats the supervised baseline with {float(low):.0%} of the labels, "
+                    f"under {name}",
+                    seeds,
+                    o_low,
+                    s_low,
+                )
+            )
+            if high != low:
+                o_hi = _files("ours", d, seeds, fraction=high)
+                s_hi = _files("supervised", d, seeds, fraction=high)
+                claims.append(
+                    Claim(
+                        f"fig3/{d}/gap{low}-gap{high}",
+                        "Fig 3",
+                        f"The gap (ours minus supervised) is larger with {float(low):.0%} of the "
+                        f"labels than with {float(high):.0%}, under {name}",
+                        seeds,
+                        (
+                            o_low,
+                            Term(s_low.label, -1.0, s_low.files),
+                            Term(f"Ours at {high}", -1.0, o_hi),
+                            Term(f"Supervised at {high}", 1.0, s_hi),
+                        ),
+                    )
+                )
+
+    f2 = exp["fig2"]
+    if {"ours", "supervised"} <= set(f2["methods"]):
+        for lad in f2["ladders"]:
+            for test in lad["test"]:
+                claims.append(
+                    _pair(
+                        f"fig2/{lad['train']}/{test}/ours-supervised",
+                        "Fig 2",
+                        f"Trained at {rows.get(lad['train'], lad['train'])}, ours beats the "
+                        f"supervised baseline tested at the stronger {test}",
+                        seeds,
+                        Term(
+                            label["ours"],
+                            1.0,
+                            (ladder_file("ours", lad["train"]),) * len(seeds),
+                            f"ladder:{test}",
+                        ),
+                        Term(
+                            label["supervised"],
+                            1.0,
+                            (ladder_file("supervised", lad["train"]),) * len(seeds),
+                            f"ladder:{test}",
+                        ),
+                    )
+                )
+
+    t2 = exp["table2"]
+    t2_rows = dict(table_spec(config, "table2").rows)
+    for base in ("supervised", "ci"):
+        if not {"ours", base} <= set(t2["methods"]):
+            continue
+        for d in t2["distortions"]:
+            family = t2_rows[f"ours/{d}"].removeprefix("Ours ")
+            for ds in t2["datasets"]:
+                claims.append(
+                    _pair(
+                        f"table2/{d}/{ds}/ours-{base}",
+                        "Table 2",
+                        f"Ours transfers better than {label[base]} to {ds} {family}",
+                        seeds,
+                        Term(label["ours"], 1.0, _files("ours", d, seeds, dataset=ds)),
+                        Term(label[base], 1.0, _files(base, d, seeds, dataset=ds)),
+                    )
+                )
+    return claims
+
+
+def claim_inputs(claims: Sequence[Claim]) -> list[str]:
+    """Every metrics file the claims read (the claims job's inputs), sorted."""
+    return sorted({f for c in claims for t in c.terms for f in t.files})
+
+
+def _read(path: str, cache: dict[str, Any]) -> Any:
+    if path not in cache:
+        try:
+            cache[path] = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: metrics file not found") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: malformed metrics file ({exc})") from None
+    return cache[path]
+
+
+def _value(path: str, metric: str, seed: int, cache: dict[str, Any]) -> tuple[str, float]:
+    """The metric of one seed and the key that reads it from the file (for the audit)."""
+    data = _read(path, cache)
+    if metric.startswith("ladder:"):
+        test = metric.removeprefix("ladder:")
+        for i, r in enumerate(data.get("results", [])):
+            if r.get("seed") == seed and r.get("distortion") == test:
+                return f"results.{i}.top1", float(r["top1"])
+        raise KeyError(f"{path}: no result for seed {seed} at {test}")
+    if metric not in data:
+        raise KeyError(f"{path}: no {metric!r} in the metrics file")
+    return metric, float(data[metric])
+
+
+def build_claims_table(
+    claims: Sequence[Claim],
+    out_prefix: str | os.PathLike[str],
+    *,
+    provenance: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Write ``<out_prefix>.{csv,md}`` (one row per claim) and ``<out_prefix>.provenance.json``.
+
+    Args:
+        claims: From :func:`paper_claims`.
+        out_prefix: Path without extension (``results/tables/claims``).
+        provenance: Fields of the record (``rule``, ``config``, ``wildcards``).
+
+    Returns:
+        One dict per claim: key, source, statement, n, mean, std, ci_low, ci_high, p, verdict.
+
+    Raises:
+        FileNotFoundError: A metrics file is missing. KeyError: a metric is absent from it.
+        ValueError: A metrics file is not JSON.
+    """
+    import pandas as pd
+
+    started, cache = now_iso(), {}
+    rows, cells = [], []
+    for c in claims:
+        per_seed = [0.0] * len(c.seeds)
+        for t in c.terms:
+            keys, values = [], []
+            for k, (s, f) in enumerate(zip(c.seeds, t.files, strict=True)):
+                key, v = _value(f, t.metric, s, cache)
+                keys.append(key)
+                values.append(v)
+                per_seed[k] += t.coef * v
+            cell = cell_record(
+                c.key,
+                t.label,
+                "top1",
+                t.files,
+                values,
+                c.seeds,
+                row_label=c.statement,
+                column_label=f"{t.coef:+g} x {t.label}",
+            )
+            for seed_rec, key in zip(cell["seeds"], keys, strict=True):
+                seed_rec["metric"] = key
+            cells.append(cell)
+        res = paired_test(per_seed, [0.0] * len(per_seed), seeds=c.seeds)
+        rows.append(
+            {
+                "claim": c.key,
+                "source": c.source,
+                "statement": c.statement,
+                "n": res.n,
+                "mean": res.mean_diff,
+                "std": res.std_diff,
+                "ci_low": res.ci_low,
+                "ci_high": res.ci_high,
+                "p": res.p,
+                "verdict": verdict(res),
+                "text": format_paired(res),
+                "values": json.dumps(per_seed),
+            }
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "claim",
+            "source",
+            "statement",
+            "n",
+            "mean",
+            "std",
+            "ci_low",
+            "ci_high",
+            "p",
+            "verdict",
+            "text",
+            "values",
+        ],
+    )
+    outputs = [f"{out_prefix}.csv", f"{out_prefix}.md"]
+    atomic_write_text(outputs[0], df.drop(columns=["text"]).to_csv(index=False))
+    atomic_write_text(outputs[1], _markdown(rows))
+    write_table_provenance(
+        out_prefix,
+        name="claims",
+        title="The main paper's claims: paired differences over seeds and verdicts",
+        metric="top1",
+        cells=cells,
+        outputs=outputs,
+        comparisons=[{k: v for k, v in r.items() if k != "values"} for r in rows],
+        provenance=provenance or {"rule": "claims"},
+        started=started,
+    )
+    return rows
+
+
+def _markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+    ns = sorted({r["n"] for r in rows})
+    lines = [
+        "**The main paper's claims, tested on this run**",
+        "",
+        f"{len(rows)} claims: {counts['supported']} supported, {counts['contradicted']} "
+        f"contradicted, {counts['undecided']} undecided at this size (n = "
+        f"{', '.join(map(str, ns)) or 0} seeds).",
+        "",
+        "| Source | Claim | Difference (points) [95 % CI], p | Verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {r['source']} | {r['statement']} | {r['text']} | {r['verdict']} |" for r in rows]
+    lines += [
+        "",
+        "- Difference: the per-seed combination the claim says is positive (ours minus the "
+        "other method; for the Fig 3 gap claims, the gap at the lowest fraction minus the gap "
+        "at the highest), mean over seeds, 95 % Student-t interval, two-sided paired t-test.",
+        "- Verdict: supported if the interval lies above 0, contradicted if it lies below 0, "
+        "otherwise (or with fewer than 2 seeds, or no spread) undecided at this size. No "
+        "correction for multiple comparisons.",
+    ]
+    return "\n".join(lines) + "\n"
