@@ -123,6 +123,7 @@ def get_final_output():
         *get_table_outputs("table2"),
         *get_table_outputs("table3"),
         *CLAIMS_OUTPUTS,
+        *figure_files("distill_loss"),
         *figure_files("fig2"),
         *figure_files("fig3"),
         *figure_files("fig4"),
@@ -138,6 +139,26 @@ CLAIMS_OUTPUTS = [
 def get_claims_inputs(wildcards):
     """Every metrics file the paper's claims are tested on (rule claims)."""
     return claim_inputs(paper_claims(config))
+
+
+def get_distill_curve_runs(wildcards):
+    """(method, distortion, seed, student) of every distillation the tables use."""
+    exp = config["experiments"]
+    pairs = {
+        (m, d)
+        for name in ("table1", "table2", "table3")
+        for m in exp[name]["methods"]
+        if m in PRETRAINED_METHODS
+        for d in exp[name]["distortions"]
+    }
+    return [
+        (m, d, s, distill_weights(m, d, s)) for m, d in sorted(pairs) for s in SEEDS
+    ]
+
+
+def get_distill_curve_students(wildcards):
+    """The students whose logs the loss curves read."""
+    return [r[3] for r in get_distill_curve_runs(wildcards)]
 
 
 def get_table_outputs(name):

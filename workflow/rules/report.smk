@@ -129,3 +129,27 @@ rule claims:
         config=config,
     script:
         "../scripts/claims.py"
+
+
+rule distill_curves:
+    input:
+        get_distill_curve_students,
+    output:
+        png=report(
+            "results/figures/distill_loss.png",
+            caption="../report/distill_loss.rst",
+            category="Figures",
+            subcategory="Main paper",
+            labels={"figure": "distillation loss"},
+        ),
+        pdf="results/figures/distill_loss.pdf",
+        csv="results/figures/distill_loss.csv",
+        prov="results/figures/distill_loss.provenance.json",
+    log:
+        "logs/report/distill_loss.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        runs=get_distill_curve_runs,
+    script:
+        "../scripts/distill_curves.py"
