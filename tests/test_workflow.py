@@ -66,7 +66,8 @@ def test_demo_dag_end_to_end(workdir):
 
     # The training stages: a teacher, students, classifiers with metrics, and the two tables.
     teacher = json.loads((workdir / "results/teachers/vit/metrics.json").read_text())
-    assert 0 <= teacher["top1"] <= 100 and teacher["chance"] == 25.0
+    # Pretrained on the corpus of other classes (3 in the tiny overlay), not on the 4 targets.
+    assert 0 <= teacher["top1"] <= 100 and teacher["chance"] == pytest.approx(100 / 3)
     for seed in (0, 1):
         metrics = workdir / f"results/finetune/imagenet100/ours/mask-0.90/frac1/seed{seed}"
         m = json.loads((metrics / "metrics.json").read_text())
