@@ -63,7 +63,7 @@ def test_teacher_pretraining_used_no_target_label(tiny_run, backbone):
     # The preparation was told to refuse every ImageNet-100 class.
     corpus_prov = json.loads((corpus_dir / "provenance.json").read_text())
     assert corpus_prov["rule"] == "prepare_pretrain_corpus"
-    assert set(corpus_prov["extra"]["excluded_classes"]) == cmc
+    assert set(corpus_prov["excluded_classes"]) == cmc
     assert "config/imagenet100.txt" in corpus_prov["inputs"]
 
 
