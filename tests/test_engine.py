@@ -2,6 +2,7 @@
 
 import json
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -195,6 +196,7 @@ def test_persistent_workers_see_each_epoch(tiny_prepared):
 def test_training_with_persistent_workers_is_bit_identical(tmp_path, tiny_prepared):
     alone, _ = _train(tmp_path, tiny_prepared, "w0")
     shared, _ = _train(tmp_path, tiny_prepared, "w2", cfg=_cfg(workers=2))
+    assert not multiprocessing.active_children()  # the persistent workers ended with the run
     for k, v in alone.state_dict().items():
         assert torch.equal(shared.state_dict()[k], v), k
     assert (tmp_path / "w0/log.jsonl").read_text() == (tmp_path / "w2/log.jsonl").read_text()
