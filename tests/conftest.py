@@ -19,6 +19,17 @@ def class_list() -> Path:
     return ROOT / "config" / "imagenet100.txt"
 
 
+def copy_workflow(work: Path) -> Path:
+    """Copy the workflow into ``work`` (the package's source linked, not copied); return it."""
+    import shutil
+
+    for name in ("Snakefile", "config", "workflow", "envs", "tests"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    (work / "src").symlink_to(ROOT / "src")
+    return work
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real DAG (`snakemake all`) on the tiny overlay, run once per session.
@@ -26,16 +37,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Runs in a scratch copy of the workflow (the package's source linked, not copied) and
     returns that working directory. Tests that change files in it must restore them.
     """
-    import shutil
     import sys
 
     from tests import bounded
 
-    work = tmp_path_factory.mktemp("tiny_run")
-    for name in ("Snakefile", "config", "workflow", "envs", "tests"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    (work / "src").symlink_to(ROOT / "src")
+    work = copy_workflow(tmp_path_factory.mktemp("tiny_run"))
     cmd = [sys.executable, "-m", "snakemake", "all", "--cores", "2"]
     cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
     proc = bounded.run(cmd, what="Snakemake run of the tiny DAG", timeout=bounded.DAG, cwd=work)

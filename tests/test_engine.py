@@ -2,6 +2,7 @@
 
 import json
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -11,7 +12,14 @@ from torch import nn
 from robustkd.data import PreparedWriter
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, save_checkpoint
-from robustkd.engine.data import ViewConfig, epoch_batches, label_fraction_indices, load_image_set
+from robustkd.engine.data import (
+    EpochBatches,
+    ViewConfig,
+    epoch_batches,
+    epoch_loader,
+    label_fraction_indices,
+    load_image_set,
+)
 from robustkd.engine.evaluate import evaluate_classifier, topk_correct
 from robustkd.engine.loop import TrainConfig, train
 
@@ -74,14 +82,19 @@ def _cfg(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-def _train(tmp_path, tiny_prepared, name, **kw):
+def _train(tmp_path, tiny_prepared, name, cfg=None, **kw):
     torch.manual_seed(0)
     model = Tiny()
     ds = load_image_set(
         tiny_prepared, "train", ViewConfig(size=8, crop_scale=(0.5, 1.0)), train=True, seed=1
     )
     summary = train(
-        CETask(model, **kw), ds, _cfg(), seed=1, run_dir=tmp_path / name, device=torch.device("cpu")
+        CETask(model, **kw),
+        ds,
+        cfg or _cfg(),
+        seed=1,
+        run_dir=tmp_path / name,
+        device=torch.device("cpu"),
     )
     return model, summary
 
@@ -153,6 +166,49 @@ def test_resume_after_interruption_is_bit_identical(tmp_path, tiny_prepared):
     a = (tmp_path / "run_full" / "log.jsonl").read_text()
     b = (tmp_path / "run_cut" / "log.jsonl").read_text()
     assert a == b
+
+
+def test_persistent_workers_see_each_epoch(tiny_prepared):
+    """One loader for 3 epochs: 2 persistent workers, whose copies of the set are made once,
+    yield exactly the batches of workers=0 in every epoch (each epoch has its own crops)."""
+    ds = load_image_set(
+        tiny_prepared, "train", ViewConfig(size=8, crop_scale=(0.3, 1.0)), train=True, seed=1
+    )
+
+    def passes(workers):
+        sampler = EpochBatches()
+        loader = epoch_loader(ds, sampler, workers)
+        out, iterators = [], set()
+        for epoch in range(3):
+            sampler.set(epoch, epoch_batches(len(ds), 8, seed=1, epoch=epoch))
+            out.append(torch.cat([x for x, _ in loader]))
+            iterators.add(id(loader._iterator))  # persistent: one iterator, its workers kept
+        return out, loader, iterators
+
+    alone, _, _ = passes(0)
+    shared, loader, iterators = passes(2)
+    assert loader.persistent_workers and len(iterators) == 1
+    assert all(torch.equal(a, b) for a, b in zip(alone, shared, strict=True))
+    assert not torch.equal(alone[0], alone[1])  # the epochs' crops differ
+    assert ds.epoch == 0  # the epoch travelled with the indices, not via set_epoch
+
+
+def test_training_with_persistent_workers_is_bit_identical(tmp_path, tiny_prepared):
+    alone, _ = _train(tmp_path, tiny_prepared, "w0")
+    shared, _ = _train(tmp_path, tiny_prepared, "w2", cfg=_cfg(workers=2))
+    assert not multiprocessing.active_children()  # the persistent workers ended with the run
+    for k, v in alone.state_dict().items():
+        assert torch.equal(shared.state_dict()[k], v), k
+    assert (tmp_path / "w0/log.jsonl").read_text() == (tmp_path / "w2/log.jsonl").read_text()
+
+
+def test_compile_is_ignored_on_cpu_with_a_note(tmp_path, tiny_prepared, caplog):
+    eager, _ = _train(tmp_path, tiny_prepared, "eager")
+    with caplog.at_level("INFO", logger="robustkd.engine.accel"):
+        compiled, _ = _train(tmp_path, tiny_prepared, "compiled", cfg=_cfg(compile=True))
+    assert "compile: true ignored on CPU" in caplog.text
+    for k, v in eager.state_dict().items():
+        assert torch.equal(compiled.state_dict()[k], v), k
 
 
 def test_nonfinite_loss_stops_with_step_and_component(tmp_path, tiny_prepared):

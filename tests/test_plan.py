@@ -86,6 +86,38 @@ def test_images_of_each_job_by_hand():
     assert planned["craft_student"].train_images == 2 * 3 * 500
 
 
+# The same jobs, one per seed (jobs.seeds_per_job: one): Snakemake gives each a {seed} wildcard.
+DRY_RUN_PER_SEED = """
+rule distill:
+    wildcards: distill_method=ours, distortion=mask-0.90, seed=1
+rule finetune_fractions:
+    wildcards: method=supervised, distortion=mask-0.90, seed=0
+rule transfer:
+    wildcards: method=ours, distortion=mask-0.90, seed=1
+rule craft_student:
+    wildcards: craft_method=crd, seed=0
+rule evaluate_ladder:
+    wildcards: method=ours, distortion=mask-0.90
+"""
+
+
+def test_a_job_per_seed_counts_its_seed_only():
+    planned = {j.rule: j for j in plan_jobs(parse_dry_run(DRY_RUN_PER_SEED), CONFIG, SIZES)}
+    assert planned["distill"].train_images == 4 * 1000  # 1 seed x 4 epochs x 1000 images
+    assert planned["distill"].runs == ["imagenet100 x4 ep seed 1"]
+    # fractions 0.1 and 0.5 of seed 0: 5 epochs x (100 + 500); eval 3 x 200 x 2 runs
+    assert planned["finetune_fractions"].train_images == 5 * (100 + 500)
+    assert planned["finetune_fractions"].eval_images == 3 * 200 * 2
+    assert planned["transfer"].train_images == 5 * 500
+    assert planned["craft_student"].train_images == 3 * 500
+    # a ladder job still evaluates every seed's classifier
+    assert planned["evaluate_ladder"].eval_images == 2 * 3 * 3 * 200
+    # per seed, the seeds' jobs add up to the one job of every seed
+    whole = {j.rule: j for j in plan_jobs(parse_dry_run(DRY_RUN), CONFIG, SIZES)}
+    for rule in ("distill", "finetune_fractions", "transfer", "craft_student"):
+        assert 2 * planned[rule].train_images == whole[rule].train_images, rule
+
+
 def test_gpu_hours_totals_and_wall_time():
     planned = plan_jobs(parse_dry_run(DRY_RUN), CONFIG, SIZES)
     rates = parse_throughput(["distill=8000", "evaluate=3600"])

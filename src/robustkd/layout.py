@@ -6,7 +6,7 @@ package (table scripts, audit), so a path is spelled once. Importing it is cheap
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from robustkd.report.tables import Cell, TableSpec, distortion_label
@@ -86,14 +86,25 @@ def backbone_of(method: str) -> str:
     return "clip" if method == "ci" else "vit"
 
 
-def finetune_runs(config: Mapping[str, Any], kind: str) -> list[tuple[str, str, int]]:
+def finetune_runs(
+    config: Mapping[str, Any], kind: str, seeds: Sequence[int | str] | None = None
+) -> list[tuple[str, str, Any]]:
     """The (dataset, fraction tag, seed) triples one fine-tuning job of ``kind`` trains.
 
     - ``table``: ImageNet-100 with every label (Tables 1 and 3, Fig 2, Fig 3's 100 % point);
     - ``fractions``: ImageNet-100 with each label fraction of Fig 3 below 100 %;
     - ``transfer``: every Table 2 dataset with every label.
+
+    Args:
+        config: The merged config.
+        kind: One of :data:`FINETUNE_KINDS`.
+        seeds: The job's seeds (one job per seed: that seed; the workflow passes ``"{seed}"``
+            for its output patterns); default every configured seed.
+
+    Raises:
+        KeyError: Unknown ``kind``.
     """
-    seeds = config["seeds"]
+    seeds = config["seeds"] if seeds is None else seeds
     if kind == "table":
         pairs = [("imagenet100", "1")]
     elif kind == "fractions":

@@ -14,7 +14,8 @@ GPU-hours follow from a throughput in images per second per GPU, given per rule 
 defaults below, which are **assumed**, not measured. Wall time on N GPUs is the makespan of the
 jobs placed longest first on the least-loaded GPU, ignoring the DAG's dependencies and each
 job's own parallelism (a lower bound when dependencies serialise jobs; seeds inside one job run
-one after another).
+one after another). A training job trains the seed of its ``seed`` wildcard (one job per seed,
+``jobs.seeds_per_job: one``) or, without one, every configured seed (``all``).
 
 Set sizes come from the prepared datasets when they exist (``results/data/<dataset>/manifest
 .csv``); otherwise from the official split sizes (:data:`OFFICIAL_SIZES`). The offline
@@ -94,7 +95,7 @@ class PlannedJob:
     Attributes:
         rule: The Snakemake rule.
         wildcards: Its wildcards.
-        train_images: Images through forward and backward passes (all seeds and runs).
+        train_images: Images through forward and backward passes (all its seeds and runs).
         eval_images: Images through forward passes only.
         runs: Human-readable pieces of work, e.g. ``"imagenet100 x25 ep x3 seeds"``.
     """
@@ -201,12 +202,15 @@ def plan_jobs(
     Raises:
         PlanError: A needed dataset's size is unknown.
     """
-    seeds = len(config["seeds"])
     repeats = int(config["evaluation"]["repeats"])
     training = config["training"]
     planned = []
     for rule, wildcards in jobs:
         job = PlannedJob(rule, dict(wildcards))
+        # One job per seed (its {seed} wildcard) or one for every seed (jobs.seeds_per_job).
+        job_seeds = [int(wildcards["seed"])] if "seed" in wildcards else list(config["seeds"])
+        seeds = len(job_seeds)
+        who = f"seed {job_seeds[0]}" if "seed" in wildcards else f"x{seeds} seeds"
         if rule == "pretrain_backbone":
             pre = config["backbones"][wildcards["backbone"]]["pretrain"]
             # The miniature's stand-in teachers train on their own corpus (data.pretrain_corpus).
@@ -217,28 +221,30 @@ def plan_jobs(
         elif rule in ("distill", "distill_ci"):
             cfg = training["distill" if rule == "distill" else "contrastive_inversion"]
             job.train_images = seeds * int(cfg["epochs"]) * _size(sizes, "imagenet100", 0)
-            job.runs.append(f"imagenet100 x{cfg['epochs']} ep x{seeds} seeds")
+            job.runs.append(f"imagenet100 x{cfg['epochs']} ep {who}")
         elif rule in _FINETUNE_KINDS:
             epochs = int(training["finetune"]["epochs"])
-            for data, fraction, _seed in finetune_runs(config, _FINETUNE_KINDS[rule]):
+            job_runs = finetune_runs(config, _FINETUNE_KINDS[rule], job_seeds)
+            for data, fraction, _seed in job_runs:
                 n = _size(sizes, data, 0)
                 job.train_images += epochs * max(1, round(float(fraction) * n))
                 job.eval_images += repeats * _size(sizes, data, 1)
-            runs = Counter((d, f) for d, f, _ in finetune_runs(config, _FINETUNE_KINDS[rule]))
-            job.runs += [f"{d} frac {f} x{epochs} ep x{k} seeds" for (d, f), k in runs.items()]
+            pairs = dict.fromkeys((d, f) for d, f, _ in job_runs)
+            job.runs += [f"{d} frac {f} x{epochs} ep {who}" for d, f in pairs]
         elif rule == "evaluate_ladder":
             ladders = {
                 lad["train"]: lad["test"] for lad in config["experiments"]["fig2"]["ladders"]
             }
             tests = 1 + len(ladders.get(wildcards.get("distortion", ""), []))
+            seeds = len(config["seeds"])  # one ladder job evaluates every seed
             job.eval_images = seeds * tests * repeats * _size(sizes, "imagenet100", 1)
             job.runs.append(f"imagenet100 {tests} distortions x{repeats} repeats x{seeds} seeds")
         elif rule in ("craft_teacher", "craft_student"):
             part = config["craft"]["teacher" if rule == "craft_teacher" else "student"]
-            k = 1 if rule == "craft_teacher" else seeds
+            teacher = rule == "craft_teacher"  # one teacher, trained once
             epochs = int(part["train"]["epochs"])
-            job.train_images = k * epochs * _size(sizes, "cifar10", 0)
-            job.runs.append(f"cifar10 x{epochs} ep x{k} seeds")
+            job.train_images = (1 if teacher else seeds) * epochs * _size(sizes, "cifar10", 0)
+            job.runs.append(f"cifar10 x{epochs} ep {'x1 seeds' if teacher else who}")
         else:
             continue
         planned.append(job)

@@ -27,6 +27,7 @@ __all__ = [
     "code_version",
     "hardware",
     "now_iso",
+    "run_wildcards",
     "sha256_file",
     "software_versions",
     "write_provenance",
@@ -165,6 +166,16 @@ def hardware() -> dict[str, Any]:
         count = torch.cuda.device_count()
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(count)]
     return info
+
+
+def run_wildcards(wildcards: Mapping[str, Any] | None, seed: int) -> dict[str, Any]:
+    """The wildcards one seed's run records: the job's, with ``seed`` set to that run's seed.
+
+    A training job trains one seed (its ``seed`` wildcard) or every seed (no ``seed``
+    wildcard), as ``jobs.seeds_per_job`` says; either way a run's provenance names the same
+    wildcards, those of its output paths (``.../seed<s>/...``), as a string like Snakemake's.
+    """
+    return {**dict(wildcards or {}), "seed": str(seed)}
 
 
 def _hash_paths(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:

@@ -95,13 +95,29 @@ def get_wildcard_constraints():
         "method": _alternatives(IMPLEMENTED_METHODS),
         "distill_method": _alternatives(DISTILL_METHODS),
         "fraction": r"[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
-        "seed": r"\d+",
+        "seed": _alternatives(str(s) for s in config["seeds"]),
         "table": "table1|table2|table3",
         "figure": "fig2|fig3",
     }
 
 
 SEEDS = config["seeds"]
+# Training jobs (distill, distill_ci, the fine-tunings, craft_student): one per seed, whose
+# outputs and log carry a {seed} wildcard, or one for every seed (jobs.seeds_per_job).
+PER_SEED = config["jobs"]["seeds_per_job"] == "one"
+JOB_SEEDS = ["{seed}"] if PER_SEED else SEEDS
+
+
+def get_job_seeds(wildcards):
+    """The seeds one training job trains: its {seed}, or every configured seed."""
+    return [int(wildcards.seed)] if PER_SEED else list(SEEDS)
+
+
+def job_log(stem, ext="log"):
+    """A training job's log (or benchmark) file: one per seed, or one for every seed."""
+    return f"{stem}/seed{{seed}}.{ext}" if PER_SEED else f"{stem}.{ext}"
+
+
 # The rule of each kind of fine-tuning job (workflow/rules/finetune.smk).
 FINETUNE_RULES = {
     "table": "finetune",
@@ -202,8 +218,8 @@ def get_backbone_config(wildcards):
 
 
 def get_distill_outputs(method="{distill_method}"):
-    """The students of every seed of one pretraining job (wildcards kept)."""
-    return [distill_weights(method, "{distortion}", s) for s in SEEDS]
+    """The students of one pretraining job: its seed's or every seed's (wildcards kept)."""
+    return [distill_weights(method, "{distortion}", s) for s in JOB_SEEDS]
 
 
 def get_method_backbone_spec(wildcards):
@@ -215,7 +231,7 @@ def get_finetune_outputs(kind, what):
     """Weights or metrics of every run of one fine-tuning job of `kind` (wildcards kept)."""
     return [
         finetune_files(d, "{method}", "{distortion}", f, s)[what]
-        for d, f, s in finetune_runs(config, kind)
+        for d, f, s in finetune_runs(config, kind, JOB_SEEDS)
     ]
 
 
@@ -230,7 +246,7 @@ def get_finetune_inputs(kind):
 
     def inputs(wildcards):
         datasets = sorted({d for d, _, _ in finetune_runs(config, kind)})
-        init = [_init_weights(wildcards, s) for s in SEEDS]
+        init = [_init_weights(wildcards, s) for s in get_job_seeds(wildcards)]
         if None in init:
             init = get_backbone_weights(backbone_of(wildcards.method))
         return {"data": [f"results/data/{d}" for d in datasets], "init": init}
@@ -243,7 +259,7 @@ def get_finetune_runs(kind):
 
     def runs(wildcards):
         out = []
-        for d, f, s in finetune_runs(config, kind):
+        for d, f, s in finetune_runs(config, kind, get_job_seeds(wildcards)):
             files = finetune_files(d, wildcards.method, wildcards.distortion, f, s)
             out.append(
                 {

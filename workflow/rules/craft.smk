@@ -1,5 +1,6 @@
-# The CRAFT study (paper 004): a CIFAR-10-C style copy of the test set, the teacher, one job
-# per method training every seed, and the table and figures. Target: `craft`.
+# The CRAFT study (paper 004): a CIFAR-10-C style copy of the test set, the teacher, the
+# students (a job per method and seed, or per method for every seed: jobs.seeds_per_job),
+# and the table and figures. Target: `craft`.
 
 
 rule craft_corrupt_testset:
@@ -62,9 +63,9 @@ rule craft_student:
         metrics=get_craft_student_outputs("metrics"),
         evals=get_craft_eval_outputs(),
     log:
-        "logs/craft/students/{craft_method}.log",
+        job_log("logs/craft/students/{craft_method}"),
     benchmark:
-        "logs/craft/students/{craft_method}.benchmark.tsv"
+        job_log("logs/craft/students/{craft_method}", "benchmark.tsv")
     wildcard_constraints:
         craft_method=get_craft_method_constraint(),
     priority: get_craft_student_priority
@@ -76,7 +77,7 @@ rule craft_student:
         runtime=2880,
     params:
         craft=config["craft"],
-        seeds=config["seeds"],
+        seeds=get_job_seeds,
         conditions=get_craft_conditions(),
         cifar10c=get_craft_cifar10c(),
     script:

@@ -34,17 +34,15 @@ def get_craft_conditions():
 
 
 def get_craft_student_outputs(kind):
-    """Weights or metrics of every seed of one method's job (wildcard kept)."""
-    return [
-        craft_layout.student_files("{craft_method}", s)[kind] for s in config["seeds"]
-    ]
+    """Weights or metrics of one student job: its seed's or every seed's (wildcards kept)."""
+    return [craft_layout.student_files("{craft_method}", s)[kind] for s in JOB_SEEDS]
 
 
 def get_craft_eval_outputs():
-    """Per-condition evaluation files of every seed of one method's job (wildcard kept)."""
+    """Per-condition evaluation files of one student job's seeds (wildcards kept)."""
     return [
         craft_layout.eval_file("{craft_method}", s, c)
-        for s in config["seeds"]
+        for s in JOB_SEEDS
         for c in get_craft_conditions()
     ]
 

@@ -1,5 +1,6 @@
 # Pretraining of students on distorted images without labels: multi-level distillation of the
-# ViT (ours and its ablations) and Contrastive Inversion of the CLIP encoder (baseline).
+# ViT (ours and its ablations) and Contrastive Inversion of the CLIP encoder (baseline). A job
+# trains one seed or every seed (jobs.seeds_per_job).
 
 
 rule distill:
@@ -9,9 +10,9 @@ rule distill:
     output:
         students=get_distill_outputs(),
     log:
-        "logs/distill/{distill_method}/{distortion}.log",
+        job_log("logs/distill/{distill_method}/{distortion}"),
     benchmark:
-        "logs/distill/{distill_method}/{distortion}.benchmark.tsv"
+        job_log("logs/distill/{distill_method}/{distortion}", "benchmark.tsv")
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -25,7 +26,7 @@ rule distill:
         distortion=get_distortion,
         train=config["training"]["distill"],
         views=config["views"],
-        seeds=SEEDS,
+        seeds=get_job_seeds,
     script:
         "../scripts/distill.py"
 
@@ -37,9 +38,9 @@ rule distill_ci:
     output:
         students=get_distill_outputs("ci"),
     log:
-        "logs/distill/ci/{distortion}.log",
+        job_log("logs/distill/ci/{distortion}"),
     benchmark:
-        "logs/distill/ci/{distortion}.benchmark.tsv"
+        job_log("logs/distill/ci/{distortion}", "benchmark.tsv")
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -53,6 +54,6 @@ rule distill_ci:
         distortion=get_distortion,
         train=config["training"]["contrastive_inversion"],
         views=config["views"],
-        seeds=SEEDS,
+        seeds=get_job_seeds,
     script:
         "../scripts/distill.py"

@@ -1,5 +1,6 @@
 # Supervised fine-tuning on distorted images, then evaluation on the distorted test split.
-# Three kinds of job, one per (method, distortion), each training every seed:
+# Three kinds of job, one per (method, distortion) and seed, or per (method, distortion) for
+# every seed (jobs.seeds_per_job):
 #   finetune            ImageNet-100, all labels      (Tables 1 and 3, Figs 2 and 3)
 #   finetune_fractions  ImageNet-100, label fractions (Fig 3)
 #   transfer            every Table 2 dataset         (Table 2)
@@ -17,9 +18,12 @@ for _kind in FINETUNE_KINDS:
             models=get_finetune_outputs(_kind, "model"),
             metrics=get_finetune_outputs(_kind, "metrics"),
         log:
-            f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}.log",
+            job_log(f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}"),
         benchmark:
-            f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}.benchmark.tsv"
+            job_log(
+                f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}",
+                "benchmark.tsv",
+            )
         conda:
             "../../envs/torch.yaml"
         threads: 1

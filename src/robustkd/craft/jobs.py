@@ -3,8 +3,9 @@
 - :func:`corrupt_testset_job`: the CIFAR-10-C style copy of the test set (uint8 ``.npy`` per
   corruption, severities 1-5 stacked, as the released benchmark).
 - :func:`teacher_job`: train the teacher on clean images, evaluate it, freeze it on disk.
-- :func:`student_job`: train one method's student for every seed in one process (a process
-  pays seconds of imports; the miniature's steps take milliseconds), each seed in its own run
+- :func:`student_job`: train one method's student for each seed it is given, in one process
+  (one seed per job at paper scale; every seed in the miniature, where a process pays seconds
+  of imports and the steps take milliseconds: ``jobs.seeds_per_job``), each seed in its own run
   folder with a checkpoint (exact resume), a JSON-lines log and ``provenance.json``; then
   evaluate it (clean, every corruption and severity, alignment with the teacher, cost).
 
@@ -55,7 +56,7 @@ from robustkd.engine.data import ImageSet, ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
 from robustkd.engine.distributed import is_main
 from robustkd.engine.loop import TrainConfig, resolve_device, train
-from robustkd.provenance import now_iso, write_provenance
+from robustkd.provenance import now_iso, run_wildcards, write_provenance
 from robustkd.readback import UnreadableFileError, load_array, load_weights
 
 __all__ = [
@@ -519,7 +520,7 @@ def student_job(
                 out.parent / "log.jsonl",
                 *(out.parent / "eval" / f"{c}.json" for c in eval_conditions),
             ],
-            wildcards=wildcards or {},
+            wildcards=run_wildcards(wildcards, seed),
             config=record,
             seed=seed,
             started=started,

@@ -79,8 +79,10 @@ class IndexedImages(Dataset):
         """The wrapped set's fingerprint (see :meth:`ImageSet.fingerprint`)."""
         return self.images.fingerprint()
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        img, label = self.images[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Image and ``[label, index]`` of position ``key`` or ``(epoch, position)``."""
+        img, label = self.images[key]
+        i = key[1] if isinstance(key, tuple) else key
         return img, torch.stack([torch.as_tensor(label).long(), torch.tensor(i)])
 
 

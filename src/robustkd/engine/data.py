@@ -2,7 +2,8 @@
 
 Every random choice is a function of ``(seed, epoch, index)``, never of a global RNG or of the
 number of data-loader workers, so a run resumed at any step sees exactly the batches an
-uninterrupted run would have seen.
+uninterrupted run would have seen. Training passes the epoch with each index
+(:class:`EpochBatches`), so one loader with persistent workers serves every epoch.
 
 - Train view: RandomResizedCrop + horizontal flip (the clean view; the distortion is applied
   to this same crop on the device, so clean and distorted views share geometry).
@@ -19,21 +20,23 @@ import copy
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.decode import ImageSource, eval_crop, to_unit_float, train_crop
 from robustkd.provenance import sha256_file
 
 __all__ = [
+    "EpochBatches",
     "ImageSet",
     "ViewConfig",
     "epoch_batches",
+    "epoch_loader",
     "label_fraction_indices",
     "load_image_set",
     "make_loader",
@@ -193,11 +196,14 @@ class ImageSet(Dataset):
             return ImageSource.from_array(np.asarray(self.prepared.image(self.rows[i])))
         return ImageSource.from_file(os.path.join(self.prepared.root, row.path))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return image ``i`` of the view and its label.
 
         Args:
-            i: Position in the set.
+            key: Position ``i`` in the set, at the epoch of :meth:`set_epoch`; or
+                ``(epoch, i)``, as :class:`EpochBatches` gives it: the epoch travels with the
+                index, so persistent loader workers (copies of the set made once) draw the
+                crops of the right epoch.
 
         Returns:
             ``(image, label)``: uint8 (3, S, S) and an int64 scalar.
@@ -205,11 +211,12 @@ class ImageSet(Dataset):
         Raises:
             DataError: The image file cannot be read or decoded.
         """
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         src = self._source(i)
         size = self.view.size
         if self.train:
             # The draws (box, then flip) are those of the former float path: identical crops.
-            rng = rng_for(self.seed, self.epoch, i)
+            rng = rng_for(self.seed, epoch, i)
             box = _crop_box(rng, src.height, src.width, self.view.crop_scale, self.view.crop_ratio)
             img = train_crop(src, box, size)
             if self.view.hflip and rng.random() < 0.5:
@@ -285,6 +292,55 @@ def label_fraction_indices(
         order = members[rng_for(seed, int(c), 0xF4AC).permutation(len(members))]
         keep.append(order[: max(1, int(round(fraction * len(members))))])
     return np.sort(np.concatenate(keep))
+
+
+class EpochBatches(Sampler[list[tuple[int, int]]]):
+    """A batch sampler whose batches are set per epoch, as ``(epoch, index)`` keys.
+
+    It lives in the main process, where a DataLoader iterates its batch sampler, so one loader
+    with persistent workers serves every epoch: :meth:`set` before each pass. The keys carry the
+    epoch to the workers' copies of the dataset (see :meth:`ImageSet.__getitem__`).
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def set(self, epoch: int, batches: Sequence[Sequence[int]]) -> None:
+        """Make the next pass yield ``batches`` (index lists, order kept) of ``epoch``."""
+        self.batches = [[(epoch, int(i)) for i in b] for b in batches]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def epoch_loader(
+    dataset: Dataset, sampler: EpochBatches, workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    """One loader for every epoch of a training run: its batches come from ``sampler``.
+
+    Worker processes (``workers`` > 0) persist across epochs instead of restarting for each
+    pass; every random choice stays a function of (seed, epoch, index), so the batches are those
+    of ``workers=0``, whatever the number of workers.
+
+    Args:
+        dataset: A set indexed by ``(epoch, index)`` keys (:class:`ImageSet`).
+        sampler: Its batches; :meth:`EpochBatches.set` them before each pass.
+        workers: Data-loading processes (0: in this process).
+        pin_memory: Pin host memory for faster, asynchronous copies to a GPU (CUDA only).
+
+    Returns:
+        A loader yielding ``(images (B, 3, S, S), labels (B,))`` per pass.
+    """
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+    )
 
 
 def make_loader(

@@ -71,7 +71,7 @@ def evaluate_classifier(
     repeats = repeats if random else 1
     batches = epoch_batches(len(dataset), batch_size, seed, 0, shuffle=False, drop_last=False)
     # Decode once (uint8 for image sets); reuse the clean batches for every repeat.
-    cached = list(make_loader(dataset, batches, workers))
+    cached = list(make_loader(dataset, batches, workers, pin_memory=device.type == "cuda"))
     top1, top5 = [], []
     for r in range(repeats):
         hit1 = hit5 = 0

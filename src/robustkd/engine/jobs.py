@@ -1,9 +1,11 @@
 """The training stages as the workflow runs them: resolved config in, weights and metrics out.
 
-Each job trains every configured seed in one process (a process pays 3-5 s of imports before
-its first step; the miniature's steps take milliseconds). Seed ``s`` has its own run folder
-with a checkpoint, a JSON-lines log, its outputs and ``provenance.json``; a killed job resumes
-each seed from its own checkpoint.
+A job trains the seeds it is given one after another in one process: one seed per job at paper
+scale, every configured seed in the miniature (a process pays 3-5 s of imports before its
+first step; the miniature's steps take milliseconds), as ``jobs.seeds_per_job`` says. Seed
+``s`` has its own run folder with a checkpoint, a JSON-lines log, its outputs and
+``provenance.json``, the same whichever way the seeds are grouped; a killed job resumes each
+seed from its own checkpoint.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from robustkd.models.backbones import (
     create_backbone,
     freeze,
 )
-from robustkd.provenance import now_iso, write_provenance
+from robustkd.provenance import now_iso, run_wildcards, write_provenance
 from robustkd.readback import load_weights, read_json
 
 __all__ = [
@@ -309,7 +311,7 @@ def distill_job(
             rule=rule,
             inputs=[*inputs, Path(data_dir) / "manifest.csv"],
             outputs=[out, out.parent / "log.jsonl"],
-            wildcards=wildcards or {},
+            wildcards=run_wildcards(wildcards, seed),
             config=record,
             seed=seed,
             started=started,
@@ -454,7 +456,7 @@ def finetune_job(
             rule=rule,
             inputs=inputs,
             outputs=[out, out.parent / "metrics.json"],
-            wildcards=wildcards or {},
+            wildcards=run_wildcards(wildcards, run.seed),
             config=record,
             seed=run.seed,
             started=started,

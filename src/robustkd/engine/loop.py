@@ -44,8 +44,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
+from robustkd.engine.accel import compile_step
 from robustkd.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
-from robustkd.engine.data import ImageSet, epoch_batches, make_loader, to_unit_float
+from robustkd.engine.data import (
+    EpochBatches,
+    ImageSet,
+    epoch_batches,
+    epoch_loader,
+    to_unit_float,
+)
 from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.engine.steplog import StepLog
 from robustkd.errors import RobustKDError
@@ -112,7 +119,9 @@ class TrainConfig:
         checkpoint_every: Save a checkpoint every this many steps (0: only at epoch ends).
         amp: Mixed precision on CUDA devices (ignored on CPU).
         amp_dtype: ``float16`` (with loss scaling) or ``bfloat16``.
-        workers: Data-loading worker processes.
+        compile: Run each step's forward passes and loss through ``torch.compile`` on GPUs
+            (ignored on CPU with a logged note; :func:`~robustkd.engine.accel.compile_step`).
+        workers: Data-loading worker processes (persistent across epochs).
         log_every: Steps between progress lines.
         optimizer: ``adamw`` or ``sgd`` (momentum SGD, the CIFAR KD papers' optimizer).
         momentum: Momentum of ``sgd`` (ignored by ``adamw``).
@@ -128,6 +137,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     amp: bool = True
     amp_dtype: str = "float16"
+    compile: bool = False
     workers: int = 0
     log_every: int = 50
     optimizer: str = "adamw"
@@ -342,8 +352,8 @@ def train(
 
     Args:
         task: The model and its loss.
-        dataset: Training images (train view: uint8, or float in [0, 1]); its epoch is set by
-            the loop.
+        dataset: Training images (train view: uint8, or float in [0, 1]), indexed by
+            ``(epoch, index)`` keys (:class:`~robustkd.engine.data.EpochBatches`).
         cfg: Optimisation settings.
         seed: Seed of data order, augmentation and distortions.
         run_dir: Folder of the checkpoint and of ``log.jsonl``.
@@ -409,7 +419,7 @@ def train(
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
     if ctx.main:
         _truncate_log(log_path, step)
-    step_loss = _step_fn(task, ctx, device)
+    step_loss = compile_step(_step_fn(task, ctx, device), device, cfg.compile)
 
     def checkpoint() -> None:
         if not ctx.main:
@@ -444,14 +454,19 @@ def train(
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
         steplog = StepLog(log_file, lambda v: _reduce_mean(v, ctx), ckpt_path)
+        # One loader for the run: its workers persist across epochs; the epoch travels with
+        # each index to them, so the batches are those of a single process.
+        sampler = EpochBatches()
+        loader = epoch_loader(dataset, sampler, cfg.workers, pin_memory=device.type == "cuda")
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
-            dataset.set_epoch(epoch)
-            batches = [
-                b[ctx.rank * local : (ctx.rank + 1) * local]
-                for b in epoch_batches(len(dataset), cfg.batch_size, seed, epoch)[offset:]
-            ]
-            loader = make_loader(dataset, batches, cfg.workers, pin_memory=device.type == "cuda")
+            sampler.set(
+                epoch,
+                [
+                    b[ctx.rank * local : (ctx.rank + 1) * local]
+                    for b in epoch_batches(len(dataset), cfg.batch_size, seed, epoch)[offset:]
+                ],
+            )
             for images, labels in loader:
                 if step == kill_at:
                     log_file.flush()
