@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,3 +157,34 @@ def test_a_failing_jobs_log_ends_with_the_error_and_its_traceback(checkout, othe
     assert "Traceback (most recent call last):" in text
     assert 'demo_raw.py", line' in text  # the frame that raised
     assert "CRITICAL" in text
+
+
+def test_every_workflow_script_takes_the_checkouts_package_before_importing_it():
+    """Each Snakemake script calls use_checkout_package before its first robustkd import.
+
+    Snakemake may have imported an installed robustkd into the job's process before the script
+    runs (unpickling its params), so a script that only puts ``src/`` on ``sys.path`` runs the
+    installed copy, or fails on a module only the checkout has (the claims and distill_curves
+    scripts did, on a machine with an older installed copy).
+    """
+    scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
+    scripts = [p for p in scripts if p.name != "robustkd_checkout.py"]
+    assert len(scripts) > 10
+    unguarded = []
+    for path in scripts:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        first_import = next(
+            (i for i, line in enumerate(lines) if re.match(r"(from|import) robustkd\b(?!_)", line)),
+            None,
+        )
+        guard = next(
+            (
+                i
+                for i, line in enumerate(lines)
+                if line.startswith("use_checkout_package(snakemake)")
+            ),
+            None,
+        )
+        if guard is None or (first_import is not None and first_import < guard):
+            unguarded.append(path.name)
+    assert not unguarded, f"workflow scripts without use_checkout_package first: {unguarded}"

@@ -1,9 +1,11 @@
 # Snakemake adapter: the main paper's claims with a verdict each (rule claims), and their
 # provenance (claim -> metrics files of every seed) that `robustkd audit` walks.
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
+from robustkd_checkout import use_checkout_package
+
+use_checkout_package(snakemake)
 
 from robustkd.joblog import configure_job_logging
 from robustkd.report.claims import build_claims_table, paper_claims

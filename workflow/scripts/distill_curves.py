@@ -1,8 +1,10 @@
 # Snakemake adapter: the distillation loss curves of every student (rule distill_curves).
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
+from robustkd_checkout import use_checkout_package
+
+use_checkout_package(snakemake)
 
 from robustkd.joblog import configure_job_logging
 from robustkd.provenance import now_iso, write_provenance
