@@ -376,7 +376,8 @@ def get_demo_raw_spec(wildcards):
 
 def _backbone_size(name):
     """Input side of a backbone: `input_size`, else `kwargs.img_size`, else 224 (the timm tag
-    of both paper backbones; the evaluation job checks the stored set against the real one)."""
+    of both paper backbones; the evaluation job checks the stored set against the real one).
+    """
     spec = config["backbones"][name]
     return int(spec.get("input_size") or spec.get("kwargs", {}).get("img_size") or 224)
 
