@@ -23,6 +23,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/craft_common.smk"
 include: "workflow/rules/craft.smk"
+include: "workflow/rules/corruptions.smk"
 
 
 wildcard_constraints:

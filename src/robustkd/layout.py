@@ -12,6 +12,9 @@ from typing import Any
 from robustkd.report.tables import Cell, TableSpec, distortion_label
 
 __all__ = [
+    "CORRUPTION_FIGURE",
+    "CORRUPTION_SET_ROOT",
+    "CORRUPTION_TABLE",
     "DATASET_LABELS",
     "DISTILL_METHODS",
     "FINETUNE_KINDS",
@@ -19,6 +22,11 @@ __all__ = [
     "METHOD_LABELS",
     "PRETRAINED_METHODS",
     "backbone_of",
+    "corruption_eval_file",
+    "corruption_models",
+    "corruption_outputs",
+    "corruption_set_files",
+    "corruption_set_labels",
     "distill_weights",
     "figure_files",
     "finetune_files",
@@ -206,3 +214,42 @@ def table_cells(config: Mapping[str, Any], name: str) -> list[Cell]:
             row, col = (d, m) if name == "table1" else (m, d)
             cells.append(Cell(row, col, files))
     return cells
+
+
+# ----------------------------------------------------------------------------------------------
+# Beyond the paper: corruptions never trained on (issue 17; target `corruptions`)
+# ----------------------------------------------------------------------------------------------
+
+CORRUPTION_SET_ROOT = "results/eval/corruptions/imagenet100"
+CORRUPTION_TABLE = "results/tables/corruptions"
+CORRUPTION_FIGURE = "results/figures/corruptions"
+
+
+def corruption_set_files(config: Mapping[str, Any], size: int | str) -> dict[str, str]:
+    """Corruption -> its stored file of the corrupted evaluation set at ``size`` px."""
+    names = config["experiments"]["corruptions"]["corruptions"]
+    return {c: f"{CORRUPTION_SET_ROOT}/{size}px/{c}.npy" for c in names}
+
+
+def corruption_set_labels(size: int | str) -> str:
+    """The labels of the corrupted evaluation set at ``size`` px."""
+    return f"{CORRUPTION_SET_ROOT}/{size}px/labels.npy"
+
+
+def corruption_eval_file(method: str, distortion: str) -> str:
+    """One Table 1 model's scores (every seed) on every corruption and severity."""
+    return f"results/eval/imagenet100/{method}/{distortion}/corruptions.json"
+
+
+def corruption_models(config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (method, training distortion) pairs evaluated: every Table 1 model."""
+    exp = config["experiments"]["table1"]
+    return [(m, d) for m in exp["methods"] for d in exp["distortions"]]
+
+
+def corruption_outputs() -> list[str]:
+    """The table (CSV, Markdown, provenance) and figure (PNG, PDF, CSV, provenance) files."""
+    return [
+        *(f"{CORRUPTION_TABLE}.{ext}" for ext in ("csv", "md", "provenance.json")),
+        *(f"{CORRUPTION_FIGURE}.{ext}" for ext in ("png", "pdf", "csv", "provenance.json")),
+    ]

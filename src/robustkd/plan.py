@@ -239,6 +239,11 @@ def plan_jobs(
             seeds = len(config["seeds"])  # one ladder job evaluates every seed
             job.eval_images = seeds * tests * repeats * _size(sizes, "imagenet100", 1)
             job.runs.append(f"imagenet100 {tests} distortions x{repeats} repeats x{seeds} seeds")
+        elif rule == "evaluate_corruptions":
+            exp = config["experiments"]["corruptions"]
+            tests = len(exp["corruptions"]) * len(exp["severities"])
+            job.eval_images = seeds * tests * _size(sizes, "imagenet100", 1)
+            job.runs.append(f"imagenet100 {tests} corruption settings x{seeds} seeds")
         elif rule in ("craft_teacher", "craft_student"):
             part = config["craft"]["teacher" if rule == "craft_teacher" else "student"]
             teacher = rule == "craft_teacher"  # one teacher, trained once

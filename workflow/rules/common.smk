@@ -23,6 +23,11 @@ from robustkd.layout import (
     IMPLEMENTED_METHODS,
     PRETRAINED_METHODS,
     backbone_of,
+    corruption_eval_file,
+    corruption_models,
+    corruption_outputs,
+    corruption_set_files,
+    corruption_set_labels,
     distill_weights,
     figure_files,
     finetune_files,
@@ -96,6 +101,7 @@ def get_wildcard_constraints():
         "distill_method": _alternatives(DISTILL_METHODS),
         "fraction": r"[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
         "seed": _alternatives(str(s) for s in config["seeds"]),
+        "size": r"\d+",
         "table": "table1|table2|table3",
         "figure": "fig2|fig3",
     }
@@ -379,3 +385,62 @@ def get_demo_raw_spec(wildcards):
                 "n_classes", spec.get("other_classes", 2)
             )
     return spec
+
+
+# Beyond the paper: corruptions never trained on (workflow/rules/corruptions.smk).
+
+
+def _backbone_size(name):
+    """Input side of a backbone: `input_size`, else `kwargs.img_size`, else 224 (the timm tag
+    of both paper backbones; the evaluation job checks the stored set against the real one).
+    """
+    spec = config["backbones"][name]
+    return int(spec.get("input_size") or spec.get("kwargs", {}).get("img_size") or 224)
+
+
+def _method_size(method):
+    return _backbone_size(backbone_of(method))
+
+
+def get_corruption_set_outputs():
+    """The stored corrupted evaluation set at {size} px, one file per corruption."""
+    return list(corruption_set_files(config, "{size}").values())
+
+
+def get_corruption_set_params(wildcards):
+    """Corruption -> stored file, at the job's size."""
+    return corruption_set_files(config, wildcards.size)
+
+
+def get_corruption_eval_set(wildcards):
+    """The stored set at the input size of the method's backbone."""
+    return list(corruption_set_files(config, _method_size(wildcards.method)).values())
+
+
+def get_corruption_eval_set_params(wildcards):
+    """Corruption -> stored file, at the input size of the method's backbone."""
+    return corruption_set_files(config, _method_size(wildcards.method))
+
+
+def get_corruption_eval_labels(wildcards):
+    """The stored labels at the input size of the method's backbone."""
+    return corruption_set_labels(_method_size(wildcards.method))
+
+
+def get_corruption_report_models():
+    """(method, training distortion, corruptions.json) of every Table 1 model."""
+    return [(m, d, corruption_eval_file(m, d)) for m, d in corruption_models(config)]
+
+
+def get_corruption_report_inputs():
+    """Every file the corruption table and figure read."""
+    return [f for _, _, f in get_corruption_report_models()]
+
+
+_CORRUPTION_BASELINE = config["experiments"]["corruptions"]["baseline"]
+if _CORRUPTION_BASELINE not in config["experiments"]["table1"]["methods"]:
+    raise WorkflowError(
+        f"invalid configuration: experiments.corruptions.baseline: {_CORRUPTION_BASELINE!r} "
+        f"is not a Table 1 method (experiments.table1.methods: "
+        f"{config['experiments']['table1']['methods']})"
+    )

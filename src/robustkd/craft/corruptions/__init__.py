@@ -15,6 +15,17 @@ Layout: one module per benchmark group, :mod:`~robustkd.craft.corruptions.noise`
 and :class:`CorruptionMix`, :mod:`~robustkd.craft.corruptions.ops` the image operations they
 share. This package re-exports the public names.
 
+**Two protocols, one implementation.** Every corruption takes ``protocol="cifar10c"`` (the
+default: ``make_cifar_c.py``'s parameters for 32x32 images, the behaviour the CRAFT study and
+``tests/data/cifar10c_released.npz`` pin) or ``protocol="imagenetc"`` (``make_imagenet_c.py``'s
+parameters for 224x224 images); :func:`protocol_for_size` maps an input size to its protocol.
+The two released generators share each corruption's algorithm; besides the constants they
+differ in: zoom blur's zoom steps (part of ``c``), elastic transform's size constant (32, and
+244 for ImageNet-C as released), frost's photographs (resized by 0.2 for CIFAR, not for
+ImageNet; our stand-in textures have no native scale) and the hard-coded image side (32 or
+224) of glass blur's loop, fog's plasma map (32 or 256) and snow's grey image, which we take
+from the image. Applied at another size, a protocol's constants are used as they are.
+
 Conventions are those of :mod:`robustkd.distortions` (a corruption *is* a
 :class:`~robustkd.distortions.Distortion`): batched tensors in [0, 1] on any device, every
 random choice drawn from the ``generator`` passed in, so a corruption is deterministic given
@@ -79,12 +90,14 @@ from robustkd.craft.corruptions.core import (
     BENCHMARK_CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     FAMILIES,
+    PROTOCOLS,
     SEVERITIES,
     Corruption,
     CorruptionMix,
     available_corruptions,
     corruption_family,
     create_corruption,
+    protocol_for_size,
     register_corruption,
     to_uint8,
 )
@@ -95,6 +108,7 @@ __all__ = [
     "BENCHMARK_CORRUPTIONS",
     "EXTRA_CORRUPTIONS",
     "FAMILIES",
+    "PROTOCOLS",
     "SEVERITIES",
     "Corruption",
     "CorruptionMix",
@@ -103,6 +117,7 @@ __all__ = [
     "create_corruption",
     "frost_texture",
     "plasma_fractal",
+    "protocol_for_size",
     "register_corruption",
     "to_uint8",
 ]

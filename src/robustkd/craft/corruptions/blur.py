@@ -1,6 +1,7 @@
 """Blur corruptions: defocus, glass, motion and zoom blur (and the extra Gaussian blur).
 
-Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py``; its
+Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
+``make_imagenet_c.py`` (``IMAGENET_PARAMS``); its
 docstring says where and why we follow the released code.
 """
 
@@ -56,6 +57,7 @@ class DefocusBlur(Corruption):
     """Convolution with an anti-aliased disk of radius ``c[0]`` (alias blur ``c[1]``)."""
 
     PARAMS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))
+    IMAGENET_PARAMS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))
     is_random: ClassVar[bool] = False
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -105,7 +107,8 @@ class GlassBlur(Corruption):
     - Each pass visits rows ``h`` and columns ``w`` from ``H - d`` down to ``d + 1`` (the
       released code writes 32 for ``H``), bottom-right first, and draws offsets
       ``(dx, dy)`` from ``{-d, ..., d - 1}`` (``np.random.randint(-d, d)``: the upper bound is
-      excluded).
+      excluded). ``make_imagenet_c.py`` writes 224 for ``H``; we use the image's own side,
+      which is the released bound under either protocol at its native size.
     - Its "swap" is a tuple assignment between two numpy row views, so it is a *copy*:
       pixel ``(h, w)`` takes the value of ``(h + dy, w + dx)`` and that neighbour keeps its
       own. With ``d = 1`` (every CIFAR severity) the source is up-left and not yet
@@ -113,7 +116,9 @@ class GlassBlur(Corruption):
       (over a 32x32 image: mean 0.75 px, max sqrt(2) px); two passes (severities 4-5) at
       most two steps. A true swap, the code's apparent intent, cascades pixels up to 10-14 px
       and leaves images 7-26 % farther (RMSE; PSNR 0.6-2.0 dB lower) from the clean ones
-      (measured on our 98 test images); we do not do that.
+      (measured on our 98 test images); we do not do that. At ImageNet-C's ``d`` = 2-4 a
+      source can also lie below or right of the visited pixel (already overwritten in this
+      pass); the sequential copy (:func:`_glass_copy_pass`) reads it as the released loop does.
 
     The blur is skimage's (scipy kernel, radius ``int(4 sigma + 0.5)``, nearest borders):
     at severity 1 (sigma 0.05) its radius is 0, an identity, so the output is the pixel pass
@@ -122,6 +127,7 @@ class GlassBlur(Corruption):
     """
 
     PARAMS = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))
+    IMAGENET_PARAMS = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         sigma, delta, iterations = self.c
@@ -147,6 +153,7 @@ class MotionBlur(Corruption):
     """
 
     PARAMS = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))
+    IMAGENET_PARAMS = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         angles = _uniform(-45.0, 45.0, (x.shape[0],), x, generator)
@@ -156,14 +163,20 @@ class MotionBlur(Corruption):
 
 @register_corruption("zoom_blur", "blur")
 class ZoomBlur(Corruption):
-    """Mean of the image and its central zooms by ``arange(1, c, 0.01)``."""
+    """Mean of the image and its central zooms by ``arange(1, c[0], c[1])``.
 
-    PARAMS = (1.06, 1.11, 1.16, 1.21, 1.26)
+    ``c`` = (end, step) of the zoom factors: CIFAR-10-C steps by 0.01 at every severity,
+    ImageNet-C by 0.01, 0.01, 0.02, 0.02, 0.03. The zoom factors include 1 (the image itself
+    is added once more), as both released generators do.
+    """
+
+    PARAMS = ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01))
+    IMAGENET_PARAMS = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03))
     is_random: ClassVar[bool] = False
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         del generator
-        zooms = np.arange(1, self.c, 0.01)  # as make_cifar_c.py (float steps included)
+        zooms = np.arange(1, *self.c)  # as make_*_c.py (float steps included)
         out = x.clone()
         for z in zooms:
             out = out + _clipped_zoom(x, float(z))
@@ -175,6 +188,7 @@ class GaussianBlurC(Corruption):
     """skimage Gaussian blur with sigma ``c`` (an extra/validation corruption)."""
 
     PARAMS = (0.4, 0.6, 0.7, 0.8, 1.0)
+    IMAGENET_PARAMS = (1, 2, 3, 4, 6)
     is_random: ClassVar[bool] = False
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -16,6 +16,12 @@ from robustkd.distortions import Distortion
 
 SEVERITIES = (1, 2, 3, 4, 5)
 
+#: The benchmark protocols and the image side their released generators are written for:
+#: ``cifar10c`` is ``make_cifar_c.py`` (32 px), ``imagenetc`` is ``make_imagenet_c.py``
+#: (224 px, after Resize(256) + CenterCrop(224)), both in hendrycks/robustness.
+PROTOCOLS: dict[str, int] = {"cifar10c": 32, "imagenetc": 224}
+DEFAULT_PROTOCOL = "cifar10c"
+
 # The benchmark's 15 corruptions in the published order (the order of the released files).
 BENCHMARK_CORRUPTIONS = (
     "gaussian_noise",
@@ -52,26 +58,49 @@ C = TypeVar("C", bound="type[Corruption]")
 class Corruption(Distortion):
     """A benchmark corruption at one severity (1-5); subclasses hold the published parameters.
 
+    One implementation serves both protocols: ``PARAMS`` are the CIFAR-10-C parameters
+    (``make_cifar_c.py``, 32x32 images), ``IMAGENET_PARAMS`` the ImageNet-C ones
+    (``make_imagenet_c.py``, 224x224 images); the algorithm is the same, only the constants
+    differ (where a released generator also changes a step, the class's docstring says so).
+
     Args:
         severity: 1 (mildest) to 5 (strongest).
+        protocol: ``cifar10c`` (default) or ``imagenetc`` (:data:`PROTOCOLS`).
+
+    Raises:
+        ValueError: A severity outside 1-5 or an unknown protocol (named).
     """
 
-    #: Per-severity parameters for 32x32 images, severity 1 first.
+    #: Per-severity parameters for 32x32 images (CIFAR-10-C), severity 1 first.
     PARAMS: ClassVar[tuple[Any, ...]] = ()
+    #: Per-severity parameters for 224x224 images (ImageNet-C), severity 1 first.
+    IMAGENET_PARAMS: ClassVar[tuple[Any, ...]] = ()
 
-    def __init__(self, severity: int) -> None:
+    def __init__(self, severity: int, protocol: str = DEFAULT_PROTOCOL) -> None:
         if isinstance(severity, bool) or severity not in SEVERITIES:
             raise ValueError(f"corruption {self.family!r}: severity must be 1-5, got {severity!r}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(
+                f"corruption {self.family!r}: unknown protocol {protocol!r} "
+                f"(known: {sorted(PROTOCOLS)})"
+            )
+        table = self.PARAMS if protocol == "cifar10c" else self.IMAGENET_PARAMS
+        if len(table) != len(SEVERITIES):
+            raise ValueError(f"corruption {self.family!r} has no {protocol} parameters")
         self.severity = int(severity)
+        self.protocol = protocol
 
     @property
-    def c(self) -> Any:  # noqa: ANN401 - a float or a tuple, as in make_cifar_c.py
-        """The published parameter(s) of this severity (``c`` in ``make_cifar_c.py``)."""
-        return self.PARAMS[self.severity - 1]
+    def c(self) -> Any:  # noqa: ANN401 - a float or a tuple, as in make_*_c.py
+        """The published parameter(s) of this severity and protocol (``c`` in ``make_*_c.py``)."""
+        table = self.PARAMS if self.protocol == "cifar10c" else self.IMAGENET_PARAMS
+        return table[self.severity - 1]
 
     def params(self) -> dict[str, Any]:
-        """Return ``{"severity": severity}``."""
-        return {"severity": self.severity}
+        """Return ``{"severity": severity}`` (plus ``protocol`` when not CIFAR-10-C)."""
+        if self.protocol == DEFAULT_PROTOCOL:
+            return {"severity": self.severity}
+        return {"severity": self.severity, "protocol": self.protocol}
 
 
 def register_corruption(name: str, family: str) -> Callable[[C], C]:
@@ -111,22 +140,45 @@ def corruption_family(name: str) -> str:
     return _FAMILY[name]
 
 
-def create_corruption(name: str, severity: int) -> Corruption:
+def create_corruption(name: str, severity: int, protocol: str = DEFAULT_PROTOCOL) -> Corruption:
     """Build a registered corruption.
 
     Args:
         name: One of :func:`available_corruptions`.
         severity: 1-5.
+        protocol: ``cifar10c`` (default: the CIFAR-10-C parameters) or ``imagenetc``.
 
     Returns:
         The corruption.
 
     Raises:
-        ValueError: Unknown name or invalid severity (named).
+        ValueError: Unknown name, invalid severity or unknown protocol (named).
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown corruption {name!r} (available: {available_corruptions()})")
-    return _REGISTRY[name](severity)
+    return _REGISTRY[name](severity, protocol)
+
+
+def protocol_for_size(size: int) -> str:
+    """The benchmark protocol whose released generator is written for ``size`` x ``size`` images.
+
+    Args:
+        size: Image side in pixels (the backbone's input size).
+
+    Returns:
+        ``cifar10c`` for 32, ``imagenetc`` for 224.
+
+    Raises:
+        ValueError: Any other size: neither generator's constants are published for it, so
+            the caller must choose a protocol explicitly (the error says so).
+    """
+    for name, side in PROTOCOLS.items():
+        if int(size) == side:
+            return name
+    raise ValueError(
+        f"no corruption protocol is published for {size} px images (CIFAR-10-C: 32, "
+        f"ImageNet-C: 224); set the protocol explicitly"
+    )
 
 
 def to_uint8(x: Tensor) -> np.ndarray:

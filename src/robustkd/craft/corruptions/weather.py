@@ -1,6 +1,7 @@
 """Weather corruptions: snow, frost, fog and brightness.
 
-Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py``; its
+Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
+``make_imagenet_c.py`` (``IMAGENET_PARAMS``); its
 docstring says where and why we follow the released code.
 """
 
@@ -48,6 +49,13 @@ class Snow(Corruption):
         (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
         (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    )
+    IMAGENET_PARAMS = (
+        (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+        (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+        (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+        (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+        (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
     )
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -113,10 +121,15 @@ class Frost(Corruption):
     """``c[0] x + c[1] frost`` with a random crop of a frost texture (procedural here).
 
     The original picks ``np.random.randint(5)`` of its six photographs (so the sixth is never
-    used); we keep five procedural textures.
+    used); we keep five procedural textures. CIFAR-10-C crops the photographs after resizing
+    them by 0.2, ImageNet-C crops them at full size; the stand-in bank is drawn at
+    ``max(160, 2 max(H, W))`` px, so a crop covers about the same share of a texture at 32 and
+    224 px (a deviation: the stand-in has no native scale). Frost is therefore not comparable
+    to the released frost images under either protocol.
     """
 
     PARAMS = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
+    IMAGENET_PARAMS = ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))
     N_TEXTURES = 5
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -139,6 +152,7 @@ class Fog(Corruption):
     """Add ``c[0]`` times a plasma fractal (roughness decay ``c[1]``), rescale, clip."""
 
     PARAMS = ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))
+    IMAGENET_PARAMS = ((1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4))
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         strength, decay = self.c
@@ -154,6 +168,7 @@ class Brightness(Corruption):
     """Add ``c`` to the V channel of HSV (clipped), H and S unchanged."""
 
     PARAMS = (0.05, 0.1, 0.15, 0.2, 0.3)
+    IMAGENET_PARAMS = (0.1, 0.2, 0.3, 0.4, 0.5)
     is_random: ClassVar[bool] = False
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
