@@ -20,6 +20,7 @@ from robustkd.errors import ConfigError
 
 __all__ = [
     "WORKFLOW_FILE_KEYS",
+    "distortion_entry",
     "load_config",
     "merge_configs",
     "resolve_workflow_files",
@@ -70,6 +71,66 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{_path(best)}': {best.message}"
 
 
+def distortion_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The config entry of distortion ``name`` as the jobs take it.
+
+    A ``family: mixed`` entry names its settings (``settings: [mask-0.75, ...]``, default:
+    ``experiments.table1.distortions``); here ``settings`` becomes name -> entry, the form
+    :class:`robustkd.mixed.MixedDistortion` is built from. Other entries are returned as they
+    are (copied).
+
+    Args:
+        config: The merged config.
+        name: A key of its ``distortions`` section.
+
+    Returns:
+        A new dict.
+
+    Raises:
+        ConfigError: ``name`` or one of its settings is not defined, a setting is mixed
+            itself, or a mixed entry has no settings and there is no Table 1 to default to;
+            the message names the config key.
+    """
+    distortions = config.get("distortions", {})
+    if name not in distortions:
+        raise ConfigError(
+            f"config key 'distortions': unknown distortion {name!r} (defined: {sorted(distortions)})"
+        )
+    entry = dict(distortions[name])
+    if entry.get("family") != "mixed":
+        return entry
+    names = entry.get("settings")
+    if names is None:
+        names = (config.get("experiments") or {}).get("table1", {}).get("distortions")
+        if not names:
+            raise ConfigError(
+                f"config key 'distortions.{name}.settings': missing, and there is no "
+                "experiments.table1.distortions to default to"
+            )
+    settings = {}
+    for s in names:
+        if s not in distortions:
+            raise ConfigError(
+                f"config key 'distortions.{name}.settings': unknown distortion {s!r} "
+                f"(defined: {sorted(distortions)})"
+            )
+        if distortions[s].get("family") == "mixed":
+            raise ConfigError(
+                f"config key 'distortions.{name}.settings': {s!r} is a mixed distortion itself"
+            )
+        settings[s] = dict(distortions[s])
+    entry["settings"] = settings
+    rates = entry.get("rates")
+    if rates is not None:
+        expected = [*settings, *(["clean"] if entry.get("include_clean") else [])]
+        if set(rates) != set(expected) or not any(float(v) > 0 for v in rates.values()):
+            raise ConfigError(
+                f"config key 'distortions.{name}.rates': must give a weight to exactly "
+                f"{expected} (include_clean adds 'clean'), not all 0; got {dict(rates)}"
+            )
+    return entry
+
+
 def _check_references(config: Mapping[str, Any]) -> None:
     distortions = set(config.get("distortions", {}))
     for name, spec in config.get("distortions", {}).items():
@@ -78,6 +139,7 @@ def _check_references(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"config key 'distortions.{name}.stands_for': unknown distortion {target!r}"
             )
+        distortion_entry(config, name)  # a mixed one's settings and rates
     for name, spec in config.get("backbones", {}).items():
         if spec.get("weights") is None and "pretrain" not in spec:
             raise ConfigError(
@@ -95,12 +157,20 @@ def _check_references(config: Mapping[str, Any]) -> None:
         named += [
             ("ladders", n) for lad in spec.get("ladders", []) for n in (lad["train"], *lad["test"])
         ]
+        if "train" in spec:
+            named.append(("train", spec["train"]))
         for key, name in named:
             if name not in distortions:
                 raise ConfigError(
                     f"config key 'experiments.{exp}.{key}': unknown distortion {name!r} "
                     f"(defined: {sorted(distortions)})"
                 )
+        train = spec.get("train")
+        if train is not None and config["distortions"][train].get("family") != "mixed":
+            raise ConfigError(
+                f"config key 'experiments.{exp}.train': {train!r} is not a mixed distortion "
+                "(family: mixed)"
+            )
         for name in spec.get("methods", []):
             if name not in methods:
                 raise ConfigError(

@@ -7,12 +7,19 @@ package (table scripts, audit), so a path is spelled once. Importing it is cheap
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from robustkd.report.tables import Cell, TableSpec, distortion_label
+from robustkd.report.tables import (
+    Cell,
+    TableSpec,
+    distortion_label,
+    reference_comparisons,
+)
 
 __all__ = [
     "DATASET_LABELS",
+    "CLEAN_TEST",
     "DISTILL_METHODS",
     "FINETUNE_KINDS",
     "IMPLEMENTED_METHODS",
@@ -23,8 +30,10 @@ __all__ = [
     "figure_files",
     "finetune_files",
     "finetune_runs",
+    "evaluation_tests",
     "fraction_tag",
     "ladder_file",
+    "table4_tests",
     "table_cells",
     "table_spec",
     "teacher_weights",
@@ -47,6 +56,10 @@ METHOD_LABELS = {
     "global-attention": "Gl. Attention",
 }
 _NOT_IMPLEMENTED: dict[str, str] = {}
+# The test "distortion" of clean images in evaluation files (Table 4's clean row).
+CLEAN_TEST = "clean"
+# Table 4's column of the per-distortion specialists (ours trained on the row's distortion).
+_SPECIALIST = "specialist"
 _FAMILY_SHORT = {"mask": "RM", "noise": "GN", "blur": "GB"}
 DATASET_LABELS = {
     "imagenet100": "ImageNet-100",
@@ -111,6 +124,42 @@ def ladder_file(method: str, distortion: str) -> str:
     return f"results/eval/imagenet100/{method}/{distortion}/ladder.json"
 
 
+def table4_tests(config: Mapping[str, Any]) -> list[str]:
+    """Table 4's test settings (its rows): ``experiments.table4.distortions``, then ``clean``.
+
+    The clean row is there unless ``experiments.table4.clean`` is false.
+    """
+    exp = config["experiments"]["table4"]
+    return [*exp["distortions"], *([CLEAN_TEST] if exp.get("clean", True) else [])]
+
+
+def evaluation_tests(config: Mapping[str, Any], distortion: str) -> list[str]:
+    """The test settings an ``evaluate_ladder`` job of a training ``distortion`` evaluates at.
+
+    The training distortion first, then Fig 2's stronger severities when it is a ladder's
+    training distortion, then Table 4's test settings (with ``clean``) when it is Table 4's
+    mixed training distortion.
+
+    Raises:
+        KeyError: ``distortion`` is neither (no evaluation beyond its own test is configured).
+    """
+    exp = config["experiments"]
+    tests = [distortion]
+    found = False
+    for lad in exp.get("fig2", {}).get("ladders", []):
+        if lad["train"] == distortion:
+            tests += lad["test"]
+            found = True
+    if "table4" in exp and exp["table4"]["train"] == distortion:
+        tests += table4_tests(config)
+        found = True
+    if not found:
+        raise KeyError(
+            f"distortion {distortion!r} is neither a fig2 ladder's train nor experiments.table4.train"
+        )
+    return list(dict.fromkeys(tests))
+
+
 def figure_files(name: str) -> list[str]:
     """A figure's PNG, PDF and data CSV."""
     return [f"results/figures/{name}.{ext}" for ext in ("png", "pdf", "csv")]
@@ -126,7 +175,12 @@ def _row_label(config: Mapping[str, Any], name: str) -> str:
 
 
 def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
-    """The layout of ``table1``, ``table2`` or ``table3`` under ``config``.
+    """The layout of ``table1`` .. ``table4`` under ``config``.
+
+    Table 4 (beyond the paper, issue 17): rows are its test settings (and clean); columns the
+    per-distortion specialist (ours, Table 1's model of the row's distortion) and each method
+    trained on the mixed distortion; it carries its paired comparisons (ours (mixed) vs the
+    specialist and vs supervised (mixed)).
 
     Raises:
         KeyError: Unknown table.
@@ -172,6 +226,41 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
             row_header="Model",
             missing=_NOT_IMPLEMENTED,
         )
+    if name == "table4":
+        rows = [(d, _row_label(config, d)) for d in table4_tests(config) if d != CLEAN_TEST]
+        if CLEAN_TEST in table4_tests(config):
+            rows.append((CLEAN_TEST, "Clean (no distortion)"))
+        train = exp["train"]
+        columns = [(_SPECIALIST, "Specialist (Ours, trained on the row's distortion)")]
+        columns += [(m, f"{METHOD_LABELS[m]} (mixed)") for m in exp["methods"]]
+        spec = TableSpec(
+            name,
+            f"Table 4: one student for every distortion, ImageNet-100 top-1 (%), {seeds} seeds",
+            rows=rows,
+            columns=columns,
+            row_header="Test distortion",
+            missing=_NOT_IMPLEMENTED,
+            notes=(
+                f"(mixed): trained (distillation and fine-tuning) on {train!r}, "
+                f"{_row_label(config, train)}, drawn per image and step; evaluated on each row.",
+                "Clean row: no specialist (each specialist is trained and tested on one "
+                "distortion).",
+            ),
+        )
+        if "ours" not in exp["methods"]:
+            return spec
+        # Paired tests of the mixed student vs the specialist and vs mixed supervised.
+        comps = [
+            c
+            for c in reference_comparisons(spec, "ours")
+            if c.b[1] in (_SPECIALIST, "supervised")
+        ]
+        return replace(
+            spec,
+            comparisons=comps,
+            comparison_title=f"{METHOD_LABELS['ours']} (mixed) minus the specialist and the "
+            "mixed supervised baseline",
+        )
     raise KeyError(f"unknown table {name!r}")
 
 
@@ -180,6 +269,15 @@ def table_cells(config: Mapping[str, Any], name: str) -> list[Cell]:
     exp = config["experiments"][name]
     seeds = config["seeds"]
     cells = []
+    if name == "table4":
+        for d in exp["distortions"]:
+            files = tuple(finetune_files("imagenet100", "ours", d, "1", s)["metrics"] for s in seeds)
+            cells.append(Cell(d, _SPECIALIST, files))
+        for m in exp["methods"]:
+            ladder = (ladder_file(m, exp["train"]),) * len(seeds)
+            for t in table4_tests(config):
+                cells.append(Cell(t, m, ladder, key=f"ladder:{t}", seeds=tuple(seeds)))
+        return cells
     if name == "table2":
         for d in exp["distortions"]:
             for m in exp["methods"]:
