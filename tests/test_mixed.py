@@ -153,7 +153,8 @@ def test_config_entry_names_its_settings_and_defaults_to_table1(repo_root):
     [
         ("distortions:\n  mixed: {family: mixed, settings: [mask-0.90, nope-1]}\n", "nope-1"),
         (
-            "distortions:\n  mixed: {family: mixed, settings: [mask-0.90], rates: {mask-0.90: 1, clean: 1}}\n",
+            "distortions:\n  mixed: {family: mixed, settings: [mask-0.90],"
+            " rates: {mask-0.90: 1, clean: 1}}\n",
             "distortions.mixed.rates",
         ),
         ("distortions:\n  mixed: {family: mixed, kernel: 3}\n", "distortions.mixed"),

@@ -94,7 +94,8 @@ def distortion_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     distortions = config.get("distortions", {})
     if name not in distortions:
         raise ConfigError(
-            f"config key 'distortions': unknown distortion {name!r} (defined: {sorted(distortions)})"
+            f"config key 'distortions': unknown distortion {name!r} "
+            f"(defined: {sorted(distortions)})"
         )
     entry = dict(distortions[name])
     if entry.get("family") != "mixed":
@@ -139,7 +140,6 @@ def _check_references(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"config key 'distortions.{name}.stands_for': unknown distortion {target!r}"
             )
-        distortion_entry(config, name)  # a mixed one's settings and rates
     for name, spec in config.get("backbones", {}).items():
         if spec.get("weights") is None and "pretrain" not in spec:
             raise ConfigError(
@@ -183,6 +183,10 @@ def _check_references(config: Mapping[str, Any]) -> None:
                     f"config key 'experiments.{exp}.datasets': unknown dataset {name!r} "
                     f"(known: {list(_DATASETS)})"
                 )
+    # A mixed distortion's settings and rates (after the experiments: its settings default
+    # to experiments.table1.distortions).
+    for name in config.get("distortions", {}):
+        distortion_entry(config, name)
 
 
 def validate_config(config: Mapping[str, Any], schema: str | os.PathLike[str]) -> None:

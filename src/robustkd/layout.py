@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from robustkd.config import distortion_entry
 from robustkd.report.tables import (
     Cell,
     TableSpec,
@@ -155,7 +156,8 @@ def evaluation_tests(config: Mapping[str, Any], distortion: str) -> list[str]:
         found = True
     if not found:
         raise KeyError(
-            f"distortion {distortion!r} is neither a fig2 ladder's train nor experiments.table4.train"
+            f"distortion {distortion!r} is neither a fig2 ladder's train nor "
+            "experiments.table4.train"
         )
     return list(dict.fromkeys(tests))
 
@@ -172,6 +174,14 @@ def _row_label(config: Mapping[str, Any], name: str) -> str:
     if stands_for:
         label += f" [for {distortion_label(config['distortions'][stands_for])}]"
     return label
+
+
+def _mix_text(entry: Mapping[str, Any]) -> str:
+    """``mask-0.75, ..., clean, uniformly`` (or ``at rates {...}``) of a mixed entry."""
+    names = [*entry["settings"], *(["clean"] if entry.get("include_clean") else [])]
+    rates = entry.get("rates")
+    how = "uniformly" if rates is None else f"at rates {dict(rates)}"
+    return f"{', '.join(names)}, {how}"
 
 
 def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
@@ -241,8 +251,8 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
             row_header="Test distortion",
             missing=_NOT_IMPLEMENTED,
             notes=(
-                f"(mixed): trained (distillation and fine-tuning) on {train!r}, "
-                f"{_row_label(config, train)}, drawn per image and step; evaluated on each row.",
+                f"(mixed): distilled and fine-tuned on {train!r}: per image and step one of "
+                f"{_mix_text(distortion_entry(config, train))}; tested on each row.",
                 "Clean row: no specialist (each specialist is trained and tested on one "
                 "distortion).",
             ),
@@ -251,9 +261,7 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
             return spec
         # Paired tests of the mixed student vs the specialist and vs mixed supervised.
         comps = [
-            c
-            for c in reference_comparisons(spec, "ours")
-            if c.b[1] in (_SPECIALIST, "supervised")
+            c for c in reference_comparisons(spec, "ours") if c.b[1] in (_SPECIALIST, "supervised")
         ]
         return replace(
             spec,
@@ -271,7 +279,9 @@ def table_cells(config: Mapping[str, Any], name: str) -> list[Cell]:
     cells = []
     if name == "table4":
         for d in exp["distortions"]:
-            files = tuple(finetune_files("imagenet100", "ours", d, "1", s)["metrics"] for s in seeds)
+            files = tuple(
+                finetune_files("imagenet100", "ours", d, "1", s)["metrics"] for s in seeds
+            )
             cells.append(Cell(d, _SPECIALIST, files))
         for m in exp["methods"]:
             ladder = (ladder_file(m, exp["train"]),) * len(seeds)

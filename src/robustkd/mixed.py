@@ -107,7 +107,9 @@ class MixedDistortion(Distortion):
         if rates is None:
             return None
         if not isinstance(rates, Mapping):
-            raise ValueError(f"distortion 'mixed': parameter 'rates' must be a mapping, got {rates!r}")
+            raise ValueError(
+                f"distortion 'mixed': parameter 'rates' must be a mapping, got {rates!r}"
+            )
         if set(rates) != set(self.names):
             raise ValueError(
                 f"distortion 'mixed': parameter 'rates' must name exactly the settings "
@@ -116,8 +118,10 @@ class MixedDistortion(Distortion):
         out = {}
         for name in self.names:
             value = rates[name]
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                math.isfinite(value) and value >= 0
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not (math.isfinite(value) and value >= 0)
             ):
                 raise ValueError(
                     f"distortion 'mixed': rates.{name} must be a number >= 0, got {value!r}"
@@ -183,4 +187,3 @@ def draw_counts(distortion: object) -> dict[str, Tensor]:
     if not isinstance(distortion, MixedDistortion) or distortion.last_draw is None:
         return {}
     return {COUNT_PREFIX + n: c for n, c in distortion.last_counts().items()}
-

@@ -51,6 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
 def resolve_distortion(spec: Mapping[str, Any] | None) -> Distortion | None:
     """Build a distortion from its config entry (metadata keys dropped); None for clean."""
     if spec is None:

@@ -49,8 +49,8 @@ from robustkd.engine.checkpoint import load_checkpoint, restore_rng, save_checkp
 from robustkd.engine.data import ImageSet, epoch_batches, make_loader, to_unit_float
 from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.engine.steplog import StepLog
-from robustkd.mixed import draw_counts
 from robustkd.errors import RobustKDError
+from robustkd.mixed import draw_counts
 from robustkd.provenance import code_digest
 
 __all__ = [

@@ -268,7 +268,9 @@ def _summarise(spec: TableSpec, cells: Sequence[Cell]) -> pd.DataFrame:
         if cell.seeds is not None:
             seeds = [int(x) for x in cell.seeds]
         else:
-            seeds = [_seed_of(p, m, i) for i, (p, m) in enumerate(zip(cell.metrics, read, strict=True))]
+            seeds = [
+                _seed_of(p, m, i) for i, (p, m) in enumerate(zip(cell.metrics, read, strict=True))
+            ]
         keys, values = [], []
         for path, m, seed in zip(cell.metrics, read, seeds, strict=True):
             key, value = read_value(path, m, cell.key or spec.metric, seed)
