@@ -1,5 +1,8 @@
 """Image distortions of the paper: random pixel masking, Gaussian noise and Gaussian blur.
 
+One more family, ``mixed`` (one of several settings per image, beyond the paper), lives in
+:mod:`robustkd.mixed` and is registered here on import.
+
 A distortion is built from its config entry (``config.yaml``, key ``distortions``)::
 
     blur = create_distortion({"family": "blur", "kernel": 37, "sigma": 9.0})

@@ -273,7 +273,12 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
 
 
 def table_cells(config: Mapping[str, Any], name: str) -> list[Cell]:
-    """The cells of a table that the pipeline computes, with their metrics files."""
+    """The cells of a table that the pipeline computes, with their metrics files.
+
+    Table 4's mixed columns read each seed's result at the row's test setting from the
+    method's evaluation file (:func:`ladder_file` of the mixed distortion; ``ladder:`` keys,
+    see :class:`robustkd.report.tables.Cell`); its specialist column reads Table 1's metrics.
+    """
     exp = config["experiments"][name]
     seeds = config["seeds"]
     cells = []

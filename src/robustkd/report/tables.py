@@ -1,6 +1,7 @@
 """Tables as CSV (long format, one row per cell), Markdown, LaTeX and HTML (mean +- std over seeds).
 
-A table is a list of cells, each the metrics files of one (row, column) over seeds. Missing
+A table is a list of cells, each the metrics files of one (row, column) over seeds (or, for a
+cell with a ``ladder:`` key, one evaluation file holding every seed's result at a test setting). Missing
 columns (a method the pipeline has not run) appear as an em dash with a footnote, never as a
 number. The comparisons the paper makes (ours vs each baseline, the full loss vs each ablation)
 are paired tests across seeds (:mod:`robustkd.report.stats`), printed under the table.
