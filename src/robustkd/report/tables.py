@@ -1,10 +1,11 @@
 """Tables as CSV (long format, one row per cell), Markdown, LaTeX and HTML (mean +- std over seeds).
 
 A table is a list of cells, each the metrics files of one (row, column) over seeds (or, for a
-cell with a ``ladder:`` key, one evaluation file holding every seed's result at a test setting). Missing
-columns (a method the pipeline has not run) appear as an em dash with a footnote, never as a
-number. The comparisons the paper makes (ours vs each baseline, the full loss vs each ablation)
-are paired tests across seeds (:mod:`robustkd.report.stats`), printed under the table.
+cell with a ``ladder:`` key, one evaluation file holding every seed's result at a test
+setting). Missing columns (a method the pipeline has not run) appear as an em dash with a
+footnote, never as a number. The comparisons the paper makes (ours vs each baseline, the full
+loss vs each ablation) are paired tests across seeds (:mod:`robustkd.report.stats`), printed
+under the table.
 
 Every table ships ``<table>.provenance.json``: the usual provenance record (rule, config,
 hashes of every metrics file read and every file written, code version) plus, under
