@@ -11,12 +11,14 @@ import copy
 import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from robustkd.errors import ConfigError
+
+if TYPE_CHECKING:  # jsonschema is imported where a config is validated, not by table jobs
+    import jsonschema
 
 __all__ = [
     "WORKFLOW_FILE_KEYS",
@@ -61,6 +63,8 @@ def _path(error: jsonschema.ValidationError) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     """Name the key of a schema error, descending into the most specific sub-error."""
+    import jsonschema
+
     best = jsonschema.exceptions.best_match([error])
     if best.validator == "additionalProperties":
         # best.message: "Additional properties are not allowed ('x' was unexpected)"
@@ -201,6 +205,8 @@ def validate_config(config: Mapping[str, Any], schema: str | os.PathLike[str]) -
     """
     with open(schema) as fh:
         schema_obj = yaml.safe_load(fh)
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema_obj)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
