@@ -25,8 +25,18 @@ SPECS = {
     "mask": {"family": "mask", "p": 0.75},
     "noise": {"family": "noise", "sigma": 0.3},
     "blur": {"family": "blur", "kernel": 21, "sigma": 5.0},
+    "mixed": {  # one of the three above (or clean) per image; tests/test_mixed.py
+        "family": "mixed",
+        "settings": {
+            "mask-0.75": {"family": "mask", "p": 0.75},
+            "noise-0.3": {"family": "noise", "sigma": 0.3},
+            "blur-21-5": {"family": "blur", "kernel": 21, "sigma": 5.0},
+        },
+        "include_clean": True,
+        "rates": None,
+    },
 }
-RANDOM_FAMILIES = ["mask", "noise"]
+RANDOM_FAMILIES = ["mask", "noise", "mixed"]
 
 
 def gen(seed: int) -> torch.Generator:
@@ -174,6 +184,8 @@ SEVERITIES = {
     "mask": [{"p": p} for p in (0.1, 0.5, 0.75, 0.9, 0.98)],
     "noise": [{"sigma": s} for s in (0.05, 0.1, 0.3, 0.5, 1.0)],
     "blur": [{"kernel": 21, "sigma": s} for s in (0.3, 0.6, 1.0, 2.0, 5.0)],
+    # A mix of one setting (no clean) is that setting: as severe as it is.
+    "mixed": [{"settings": {"m": {"family": "mask", "p": p}}} for p in (0.1, 0.5, 0.9)],
 }
 
 

@@ -11,15 +11,18 @@ import copy
 import os
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from robustkd.errors import ConfigError
 
+if TYPE_CHECKING:  # jsonschema is imported where a config is validated, not by table jobs
+    import jsonschema
+
 __all__ = [
     "WORKFLOW_FILE_KEYS",
+    "distortion_entry",
     "load_config",
     "merge_configs",
     "resolve_workflow_files",
@@ -60,6 +63,8 @@ def _path(error: jsonschema.ValidationError) -> str:
 
 def _describe(error: jsonschema.ValidationError) -> str:
     """Name the key of a schema error, descending into the most specific sub-error."""
+    import jsonschema
+
     best = jsonschema.exceptions.best_match([error])
     if best.validator == "additionalProperties":
         # best.message: "Additional properties are not allowed ('x' was unexpected)"
@@ -68,6 +73,67 @@ def _describe(error: jsonschema.ValidationError) -> str:
         keys = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in extra)
         return f"unknown config key '{keys}'"
     return f"config key '{_path(best)}': {best.message}"
+
+
+def distortion_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The config entry of distortion ``name`` as the jobs take it.
+
+    A ``family: mixed`` entry names its settings (``settings: [mask-0.75, ...]``, default:
+    ``experiments.table1.distortions``); here ``settings`` becomes name -> entry, the form
+    :class:`robustkd.mixed.MixedDistortion` is built from. Other entries are returned as they
+    are (copied).
+
+    Args:
+        config: The merged config.
+        name: A key of its ``distortions`` section.
+
+    Returns:
+        A new dict.
+
+    Raises:
+        ConfigError: ``name`` or one of its settings is not defined, a setting is mixed
+            itself, or a mixed entry has no settings and there is no Table 1 to default to;
+            the message names the config key.
+    """
+    distortions = config.get("distortions", {})
+    if name not in distortions:
+        raise ConfigError(
+            f"config key 'distortions': unknown distortion {name!r} "
+            f"(defined: {sorted(distortions)})"
+        )
+    entry = dict(distortions[name])
+    if entry.get("family") != "mixed":
+        return entry
+    names = entry.get("settings")
+    if names is None:
+        names = (config.get("experiments") or {}).get("table1", {}).get("distortions")
+        if not names:
+            raise ConfigError(
+                f"config key 'distortions.{name}.settings': missing, and there is no "
+                "experiments.table1.distortions to default to"
+            )
+    settings = {}
+    for s in names:
+        if s not in distortions:
+            raise ConfigError(
+                f"config key 'distortions.{name}.settings': unknown distortion {s!r} "
+                f"(defined: {sorted(distortions)})"
+            )
+        if distortions[s].get("family") == "mixed":
+            raise ConfigError(
+                f"config key 'distortions.{name}.settings': {s!r} is a mixed distortion itself"
+            )
+        settings[s] = dict(distortions[s])
+    entry["settings"] = settings
+    rates = entry.get("rates")
+    if rates is not None:
+        expected = [*settings, *(["clean"] if entry.get("include_clean") else [])]
+        if set(rates) != set(expected) or not any(float(v) > 0 for v in rates.values()):
+            raise ConfigError(
+                f"config key 'distortions.{name}.rates': must give a weight to exactly "
+                f"{expected} (include_clean adds 'clean'), not all 0; got {dict(rates)}"
+            )
+    return entry
 
 
 def _check_references(config: Mapping[str, Any]) -> None:
@@ -95,12 +161,20 @@ def _check_references(config: Mapping[str, Any]) -> None:
         named += [
             ("ladders", n) for lad in spec.get("ladders", []) for n in (lad["train"], *lad["test"])
         ]
+        if "train" in spec:
+            named.append(("train", spec["train"]))
         for key, name in named:
             if name not in distortions:
                 raise ConfigError(
                     f"config key 'experiments.{exp}.{key}': unknown distortion {name!r} "
                     f"(defined: {sorted(distortions)})"
                 )
+        train = spec.get("train")
+        if train is not None and config["distortions"][train].get("family") != "mixed":
+            raise ConfigError(
+                f"config key 'experiments.{exp}.train': {train!r} is not a mixed distortion "
+                "(family: mixed)"
+            )
         for name in spec.get("methods", []):
             if name not in methods:
                 raise ConfigError(
@@ -113,6 +187,10 @@ def _check_references(config: Mapping[str, Any]) -> None:
                     f"config key 'experiments.{exp}.datasets': unknown dataset {name!r} "
                     f"(known: {list(_DATASETS)})"
                 )
+    # A mixed distortion's settings and rates (after the experiments: its settings default
+    # to experiments.table1.distortions).
+    for name in config.get("distortions", {}):
+        distortion_entry(config, name)
 
 
 def validate_config(config: Mapping[str, Any], schema: str | os.PathLike[str]) -> None:
@@ -127,6 +205,8 @@ def validate_config(config: Mapping[str, Any], schema: str | os.PathLike[str]) -
     """
     with open(schema) as fh:
         schema_obj = yaml.safe_load(fh)
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema_obj)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

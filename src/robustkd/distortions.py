@@ -1,5 +1,8 @@
 """Image distortions of the paper: random pixel masking, Gaussian noise and Gaussian blur.
 
+One more family, ``mixed`` (one of several settings per image, beyond the paper), lives in
+:mod:`robustkd.mixed` and is registered here on import.
+
 A distortion is built from its config entry (``config.yaml``, key ``distortions``)::
 
     blur = create_distortion({"family": "blur", "kernel": 37, "sigma": 9.0})
@@ -49,6 +52,7 @@ __all__ = [
     "gaussian_kernel1d",
     "register_distortion",
     "seeded_generator",
+    "strip_distortion_meta",
 ]
 
 _REGISTRY: dict[str, type[Distortion]] = {}
@@ -186,6 +190,15 @@ def register_distortion(family: str) -> Callable[[D], D]:
 def available_families() -> list[str]:
     """Return the registered distortion families, sorted."""
     return sorted(_REGISTRY)
+
+
+#: Keys of a distortion's config entry that describe it rather than parameterise it.
+DISTORTION_META = ("stands_for",)
+
+
+def strip_distortion_meta(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a config entry without its descriptive keys (``stands_for``), for the builder."""
+    return {k: v for k, v in spec.items() if k not in DISTORTION_META}
 
 
 def _parameters(cls: type[Distortion]) -> tuple[list[str], list[str]]:
@@ -508,3 +521,8 @@ def apply_distortion(
     )
     generator = torch.Generator(device=x.device).manual_seed(seed)
     return distortion(x, generator=generator)
+
+
+# The ``mixed`` family lives in its own module and registers itself on import; imported last
+# because it builds on everything above.
+from robustkd import mixed as _mixed  # noqa: E402, F401

@@ -7,15 +7,23 @@ package (table scripts, audit), so a path is spelled once. Importing it is cheap
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from robustkd.report.tables import Cell, TableSpec, distortion_label
+from robustkd.config import distortion_entry
+from robustkd.report.tables import (
+    Cell,
+    TableSpec,
+    distortion_label,
+    reference_comparisons,
+)
 
 __all__ = [
     "CORRUPTION_FIGURE",
     "CORRUPTION_SET_ROOT",
     "CORRUPTION_TABLE",
     "DATASET_LABELS",
+    "CLEAN_TEST",
     "DISTILL_METHODS",
     "FINETUNE_KINDS",
     "IMPLEMENTED_METHODS",
@@ -31,8 +39,10 @@ __all__ = [
     "figure_files",
     "finetune_files",
     "finetune_runs",
+    "evaluation_tests",
     "fraction_tag",
     "ladder_file",
+    "table4_tests",
     "table_cells",
     "table_spec",
     "teacher_weights",
@@ -55,6 +65,10 @@ METHOD_LABELS = {
     "global-attention": "Gl. Attention",
 }
 _NOT_IMPLEMENTED: dict[str, str] = {}
+# The test "distortion" of clean images in evaluation files (Table 4's clean row).
+CLEAN_TEST = "clean"
+# Table 4's column of the per-distortion specialists (ours trained on the row's distortion).
+_SPECIALIST = "specialist"
 _FAMILY_SHORT = {"mask": "RM", "noise": "GN", "blur": "GB"}
 DATASET_LABELS = {
     "imagenet100": "ImageNet-100",
@@ -130,6 +144,43 @@ def ladder_file(method: str, distortion: str) -> str:
     return f"results/eval/imagenet100/{method}/{distortion}/ladder.json"
 
 
+def table4_tests(config: Mapping[str, Any]) -> list[str]:
+    """Table 4's test settings (its rows): ``experiments.table4.distortions``, then ``clean``.
+
+    The clean row is there unless ``experiments.table4.clean`` is false.
+    """
+    exp = config["experiments"]["table4"]
+    return [*exp["distortions"], *([CLEAN_TEST] if exp.get("clean", True) else [])]
+
+
+def evaluation_tests(config: Mapping[str, Any], distortion: str) -> list[str]:
+    """The test settings an ``evaluate_ladder`` job of a training ``distortion`` evaluates at.
+
+    The training distortion first, then Fig 2's stronger severities when it is a ladder's
+    training distortion, then Table 4's test settings (with ``clean``) when it is Table 4's
+    mixed training distortion.
+
+    Raises:
+        KeyError: ``distortion`` is neither (no evaluation beyond its own test is configured).
+    """
+    exp = config["experiments"]
+    tests = [distortion]
+    found = False
+    for lad in exp.get("fig2", {}).get("ladders", []):
+        if lad["train"] == distortion:
+            tests += lad["test"]
+            found = True
+    if "table4" in exp and exp["table4"]["train"] == distortion:
+        tests += table4_tests(config)
+        found = True
+    if not found:
+        raise KeyError(
+            f"distortion {distortion!r} is neither a fig2 ladder's train nor "
+            "experiments.table4.train"
+        )
+    return list(dict.fromkeys(tests))
+
+
 def figure_files(name: str) -> list[str]:
     """A figure's PNG, PDF and data CSV."""
     return [f"results/figures/{name}.{ext}" for ext in ("png", "pdf", "csv")]
@@ -144,8 +195,21 @@ def _row_label(config: Mapping[str, Any], name: str) -> str:
     return label
 
 
+def _mix_text(entry: Mapping[str, Any]) -> str:
+    """``mask-0.75, ..., clean, uniformly`` (or ``at rates {...}``) of a mixed entry."""
+    names = [*entry["settings"], *(["clean"] if entry.get("include_clean") else [])]
+    rates = entry.get("rates")
+    how = "uniformly" if rates is None else f"at rates {dict(rates)}"
+    return f"{', '.join(names)}, {how}"
+
+
 def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
-    """The layout of ``table1``, ``table2`` or ``table3`` under ``config``.
+    """The layout of ``table1`` .. ``table4`` under ``config``.
+
+    Table 4 (beyond the paper, issue 17): rows are its test settings (and clean); columns the
+    per-distortion specialist (ours, Table 1's model of the row's distortion) and each method
+    trained on the mixed distortion; it carries its paired comparisons (ours (mixed) vs the
+    specialist and vs supervised (mixed)).
 
     Raises:
         KeyError: Unknown table.
@@ -191,14 +255,63 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
             row_header="Model",
             missing=_NOT_IMPLEMENTED,
         )
+    if name == "table4":
+        rows = [(d, _row_label(config, d)) for d in table4_tests(config) if d != CLEAN_TEST]
+        if CLEAN_TEST in table4_tests(config):
+            rows.append((CLEAN_TEST, "Clean (no distortion)"))
+        train = exp["train"]
+        columns = [(_SPECIALIST, "Specialist (Ours, trained on the row's distortion)")]
+        columns += [(m, f"{METHOD_LABELS[m]} (mixed)") for m in exp["methods"]]
+        spec = TableSpec(
+            name,
+            f"Table 4: one student for every distortion, ImageNet-100 top-1 (%), {seeds} seeds",
+            rows=rows,
+            columns=columns,
+            row_header="Test distortion",
+            missing=_NOT_IMPLEMENTED,
+            notes=(
+                f"(mixed): distilled and fine-tuned on {train!r}: per image and step one of "
+                f"{_mix_text(distortion_entry(config, train))}; tested on each row.",
+                "Clean row: no specialist (each specialist is trained and tested on one "
+                "distortion).",
+            ),
+        )
+        if "ours" not in exp["methods"]:
+            return spec
+        # Paired tests of the mixed student vs the specialist and vs mixed supervised.
+        comps = [
+            c for c in reference_comparisons(spec, "ours") if c.b[1] in (_SPECIALIST, "supervised")
+        ]
+        return replace(
+            spec,
+            comparisons=comps,
+            comparison_title=f"{METHOD_LABELS['ours']} (mixed) minus the specialist and the "
+            "mixed supervised baseline",
+        )
     raise KeyError(f"unknown table {name!r}")
 
 
 def table_cells(config: Mapping[str, Any], name: str) -> list[Cell]:
-    """The cells of a table that the pipeline computes, with their metrics files."""
+    """The cells of a table that the pipeline computes, with their metrics files.
+
+    Table 4's mixed columns read each seed's result at the row's test setting from the
+    method's evaluation file (:func:`ladder_file` of the mixed distortion; ``ladder:`` keys,
+    see :class:`robustkd.report.tables.Cell`); its specialist column reads Table 1's metrics.
+    """
     exp = config["experiments"][name]
     seeds = config["seeds"]
     cells = []
+    if name == "table4":
+        for d in exp["distortions"]:
+            files = tuple(
+                finetune_files("imagenet100", "ours", d, "1", s)["metrics"] for s in seeds
+            )
+            cells.append(Cell(d, _SPECIALIST, files))
+        for m in exp["methods"]:
+            ladder = (ladder_file(m, exp["train"]),) * len(seeds)
+            for t in table4_tests(config):
+                cells.append(Cell(t, m, ladder, key=f"ladder:{t}", seeds=tuple(seeds)))
+        return cells
     if name == "table2":
         for d in exp["distortions"]:
             for m in exp["methods"]:

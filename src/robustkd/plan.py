@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from robustkd.errors import RobustKDError
-from robustkd.layout import finetune_runs
+from robustkd.layout import evaluation_tests, finetune_runs
 
 __all__ = [
     "DEFAULT_THROUGHPUT",
@@ -232,10 +232,10 @@ def plan_jobs(
             pairs = dict.fromkeys((d, f) for d, f, _ in job_runs)
             job.runs += [f"{d} frac {f} x{epochs} ep {who}" for d, f in pairs]
         elif rule == "evaluate_ladder":
-            ladders = {
-                lad["train"]: lad["test"] for lad in config["experiments"]["fig2"]["ladders"]
-            }
-            tests = 1 + len(ladders.get(wildcards.get("distortion", ""), []))
+            try:  # Fig 2's ladder or Table 4's test settings, with the training one
+                tests = len(evaluation_tests(config, wildcards.get("distortion", "")))
+            except KeyError:
+                tests = 1
             seeds = len(config["seeds"])  # one ladder job evaluates every seed
             job.eval_images = seeds * tests * repeats * _size(sizes, "imagenet100", 1)
             job.runs.append(f"imagenet100 {tests} distortions x{repeats} repeats x{seeds} seeds")

@@ -13,11 +13,12 @@ _checkout = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_checkout)
 _checkout.use_checkout_package()
 
-from robustkd.config import resolve_workflow_files, validate_config
+from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests
 from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.layout import (
+    CLEAN_TEST,
     DISTILL_METHODS,
     FINETUNE_KINDS,
     IMPLEMENTED_METHODS,
@@ -29,6 +30,7 @@ from robustkd.layout import (
     corruption_set_files,
     corruption_set_labels,
     distill_weights,
+    evaluation_tests,
     figure_files,
     finetune_files,
     finetune_runs,
@@ -102,7 +104,7 @@ def get_wildcard_constraints():
         "fraction": r"[0-9]+(\.[0-9]+)?(e-?[0-9]+)?",
         "seed": _alternatives(str(s) for s in config["seeds"]),
         "size": r"\d+",
-        "table": "table1|table2|table3",
+        "table": "table1|table2|table3|table4",
         "figure": "fig2|fig3",
     }
 
@@ -214,8 +216,8 @@ def get_backbone_weights(name):
 
 
 def get_distortion(wildcards):
-    """The config entry of the job's distortion."""
-    return config["distortions"][wildcards.distortion]
+    """The config entry of the job's distortion (a mixed one with its settings' entries)."""
+    return distortion_entry(config, wildcards.distortion)
 
 
 def get_backbone_config(wildcards):
@@ -292,12 +294,12 @@ def get_ladder_models(wildcards):
 
 
 def get_ladder_tests(wildcards):
-    """Test distortions of Fig 2 for a training distortion: itself, then the stronger ones."""
-    ladders = {
-        lad["train"]: lad["test"] for lad in config["experiments"]["fig2"]["ladders"]
+    """Test distortions of a training distortion: itself, then Fig 2's stronger ones or
+    Table 4's test settings (clean: None)."""
+    return {
+        n: None if n == CLEAN_TEST else distortion_entry(config, n)
+        for n in evaluation_tests(config, wildcards.distortion)
     }
-    names = [wildcards.distortion, *ladders[wildcards.distortion]]
-    return {n: config["distortions"][n] for n in names}
 
 
 def get_figure_inputs(wildcards):

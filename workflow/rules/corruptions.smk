@@ -76,8 +76,3 @@ rule corruption_report:
 rule corruptions:
     input:
         corruption_outputs(),
-
-
-rule beyond:
-    input:
-        corruption_outputs(),

@@ -21,7 +21,7 @@ import torch
 
 from robustkd.atomic import write_json_atomic
 from robustkd.data.prepared import PreparedDataset
-from robustkd.distortions import Distortion, create_distortion
+from robustkd.distortions import Distortion, create_distortion, strip_distortion_meta
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, label_fraction_indices, load_image_set
 from robustkd.engine.distill import ContrastiveInversionTask, DistillTask, Normalize
@@ -53,15 +53,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Keys of a distortion's config entry that describe it rather than parameterise it.
-_DISTORTION_META = ("stands_for",)
-
 
 def resolve_distortion(spec: Mapping[str, Any] | None) -> Distortion | None:
     """Build a distortion from its config entry (metadata keys dropped); None for clean."""
     if spec is None:
         return None
-    return create_distortion({k: v for k, v in spec.items() if k not in _DISTORTION_META})
+    return create_distortion(strip_distortion_meta(spec))
 
 
 def input_view(
@@ -503,7 +500,7 @@ def ladder_job(
     models: Sequence[str | os.PathLike[str]],
     seeds: Sequence[int],
     data_dir: str | os.PathLike[str],
-    tests: Mapping[str, Mapping[str, Any]],
+    tests: Mapping[str, Mapping[str, Any] | None],
     evaluation: Mapping[str, Any],
     views: Mapping[str, Any],
     out: str | os.PathLike[str],
@@ -512,14 +509,15 @@ def ladder_job(
     rule: str = "evaluate_ladder",
     wildcards: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate fine-tuned classifiers (one per seed) at several test distortions (Fig 2).
+    """Evaluate fine-tuned classifiers (one per seed) at several test distortions (Fig 2, Table 4).
 
     Args:
         backbone: The classifiers' backbone spec.
         models: ``model.pth`` of each seed.
         seeds: The seeds, in the order of ``models``.
         data_dir: Prepared ImageNet-100.
-        tests: Test distortion name -> config entry (the training one first).
+        tests: Test distortion name -> config entry (the training one first); None tests
+            clean images (Table 4's clean row).
         evaluation: ``repeats``, ``batch_size``.
         views: ``preload_size``.
         out: The ``ladder.json`` to write (provenance beside it).
@@ -555,7 +553,7 @@ def ladder_job(
                 device=dev,
                 workers=workers,
             )
-            results.append({"seed": seed, "distortion": name, "spec": dict(spec), **m})
+            results.append({"seed": seed, "distortion": name, "spec": dict(spec or {}), **m})
             log.info("seed %d, test %s: top-1 %.2f%%", seed, name, m["top1"])
     record = {"split": split, "tests": list(tests), "results": results}
     out = Path(out)

@@ -4,7 +4,8 @@ A task supplies the trainable model and a loss function of a batch; the loop own
 AdamW with decoupled weight decay (or SGD with momentum, as the CIFAR KD literature trains;
 no weight decay on norms, biases and embeddings either way), linear warmup then
 cosine decay per step, mixed precision on GPUs, gradient clipping, checkpoints every N steps and
-at each epoch end, exact resume, a JSON-lines log of every loss component, a progress line, and
+at each epoch end, exact resume, a JSON-lines log of every loss component (and, for a ``mixed``
+distortion, of the images drawn per setting: ``n_draw/<setting>``), a progress line, and
 a hard stop on a non-finite loss (checked where the log is flushed: no host synchronisation per
 step, see :mod:`robustkd.engine.steplog`).
 
@@ -56,6 +57,7 @@ from robustkd.engine.data import (
 from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.engine.steplog import StepLog
 from robustkd.errors import RobustKDError
+from robustkd.mixed import draw_counts
 from robustkd.provenance import code_digest
 
 __all__ = [
@@ -500,7 +502,10 @@ def train(
                 scaler.update()
                 lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
-                steplog.add(step, epoch, lr, losses)  # the global batch's components, on flush
+                # The global batch's components (and a mixed distortion's draw counts per
+                # setting), kept on the device until the next flush.
+                draws = draw_counts(getattr(task, "distortion", None))
+                steplog.add(step, epoch, lr, {**losses, **draws})
                 step += 1
                 seen += len(images) * ctx.world
                 if step % cfg.log_every == 0 or step == total or interactive:

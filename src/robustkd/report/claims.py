@@ -44,7 +44,7 @@ from robustkd.layout import (
 )
 from robustkd.provenance import now_iso
 from robustkd.report.stats import PairedResult, format_paired, paired_test
-from robustkd.report.tables import cell_record, write_table_provenance
+from robustkd.report.tables import cell_record, read_value, write_table_provenance
 
 __all__ = [
     "VERDICTS",
@@ -269,16 +269,7 @@ def _read(path: str, cache: dict[str, Any]) -> Any:
 
 def _value(path: str, metric: str, seed: int, cache: dict[str, Any]) -> tuple[str, float]:
     """The metric of one seed and the key that reads it from the file (for the audit)."""
-    data = _read(path, cache)
-    if metric.startswith("ladder:"):
-        test = metric.removeprefix("ladder:")
-        for i, r in enumerate(data.get("results", [])):
-            if r.get("seed") == seed and r.get("distortion") == test:
-                return f"results.{i}.top1", float(r["top1"])
-        raise KeyError(f"{path}: no result for seed {seed} at {test}")
-    if metric not in data:
-        raise KeyError(f"{path}: no {metric!r} in the metrics file")
-    return metric, float(data[metric])
+    return read_value(path, _read(path, cache), metric, seed)
 
 
 def build_claims_table(

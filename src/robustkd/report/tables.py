@@ -1,9 +1,11 @@
 """Tables as CSV (long format, one row per cell), Markdown, LaTeX and HTML (mean +- std over seeds).
 
-A table is a list of cells, each the metrics files of one (row, column) over seeds. Missing
-columns (a method the pipeline has not run) appear as an em dash with a footnote, never as a
-number. The comparisons the paper makes (ours vs each baseline, the full loss vs each ablation)
-are paired tests across seeds (:mod:`robustkd.report.stats`), printed under the table.
+A table is a list of cells, each the metrics files of one (row, column) over seeds (or, for a
+cell with a ``ladder:`` key, one evaluation file holding every seed's result at a test
+setting). Missing columns (a method the pipeline has not run) appear as an em dash with a
+footnote, never as a number. The comparisons the paper makes (ours vs each baseline, the full
+loss vs each ablation) are paired tests across seeds (:mod:`robustkd.report.stats`), printed
+under the table.
 
 Every table ships ``<table>.provenance.json``: the usual provenance record (rule, config,
 hashes of every metrics file read and every file written, code version) plus, under
@@ -39,6 +41,7 @@ __all__ = [
     "build_table",
     "distortion_label",
     "format_cell",
+    "read_value",
     "reference_comparisons",
     "table_provenance_path",
     "with_reference_comparisons",
@@ -55,6 +58,10 @@ def distortion_label(spec: Mapping[str, object]) -> str:
     """Human label of a distortion config entry, e.g. ``Gaussian Blur (37, 9.0)``."""
     family = str(spec["family"])
     name = _FAMILY_NAMES.get(family, family)
+    if family == "mixed":
+        settings = spec.get("settings")
+        what = f"{len(settings)} settings" if settings else "the Table 1 settings"
+        return f"Mixed ({what}{' + clean' if spec.get('include_clean') else ''})"
     if family == "mask":
         return f"{name} p={spec['p']}"
     if family == "noise":
@@ -64,11 +71,24 @@ def distortion_label(spec: Mapping[str, object]) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One table cell: its row and column keys and the metrics files of every seed."""
+    """One table cell: its row and column keys and the metrics files of every seed.
+
+    Attributes:
+        row: Row key.
+        column: Column key.
+        metrics: The metrics file of each seed (a ladder file may repeat, one per seed).
+        key: What to read from each file instead of the table's metric: a key of the file,
+            or ``ladder:<test distortion>`` for that test's ``top1`` of the seed in an
+            evaluation file of :func:`robustkd.layout.ladder_file` (see :func:`read_value`).
+        seeds: The seed of each file; needed with ``ladder:`` keys (a ladder file holds
+            every seed), else read from the file or its path.
+    """
 
     row: str
     column: str
     metrics: tuple[str, ...]
+    key: str | None = None
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -207,16 +227,57 @@ def _read_metrics(path: str) -> dict[str, Any]:
         raise ValueError(f"{path}: malformed metrics file ({exc})") from None
 
 
+def read_value(
+    path: str, data: Mapping[str, Any], metric: str, seed: int | None
+) -> tuple[str, float]:
+    """Read one seed's value from a metrics file's content, and the key the audit reads it by.
+
+    Args:
+        path: The file (named in errors).
+        data: Its parsed JSON.
+        metric: A key of the file (``top1``), or ``ladder:<test>``: the ``top1`` of the
+            result of ``seed`` at test distortion ``<test>`` in an evaluation file
+            (``{"results": [{"seed", "distortion", "top1", ...}, ...]}``).
+        seed: The seed (needed for ``ladder:``).
+
+    Returns:
+        ``(key, value)``: ``key`` is ``metric`` itself, or ``results.<i>.top1`` for a ladder
+        result, as :mod:`robustkd.audit` reads it back.
+
+    Raises:
+        KeyError: The file holds no such value (the message names the file).
+    """
+    if metric.startswith("ladder:"):
+        test = metric.removeprefix("ladder:")
+        for i, r in enumerate(data.get("results", [])):
+            if r.get("seed") == seed and r.get("distortion") == test:
+                return f"results.{i}.top1", float(r["top1"])
+        raise KeyError(f"{path}: no result for seed {seed} at {test}")
+    if metric not in data:
+        raise KeyError(f"{path}: no {metric!r} in the metrics file")
+    return metric, float(data[metric])
+
+
 def _summarise(spec: TableSpec, cells: Sequence[Cell]) -> pd.DataFrame:
     rows = []
+    cache: dict[str, dict[str, Any]] = {}
     for cell in cells:
-        read = [_read_metrics(p) for p in cell.metrics]
-        values = []
-        for path, m in zip(cell.metrics, read, strict=True):
-            if spec.metric not in m:
-                raise KeyError(f"{path}: no {spec.metric!r} in the metrics file")
-            values.append(float(m[spec.metric]))
-        seeds = [_seed_of(p, m, i) for i, (p, m) in enumerate(zip(cell.metrics, read, strict=True))]
+        read = []
+        for p in cell.metrics:
+            if p not in cache:
+                cache[p] = _read_metrics(p)
+            read.append(cache[p])
+        if cell.seeds is not None:
+            seeds = [int(x) for x in cell.seeds]
+        else:
+            seeds = [
+                _seed_of(p, m, i) for i, (p, m) in enumerate(zip(cell.metrics, read, strict=True))
+            ]
+        keys, values = [], []
+        for path, m, seed in zip(cell.metrics, read, seeds, strict=True):
+            key, value = read_value(path, m, cell.key or spec.metric, seed)
+            keys.append(key)
+            values.append(value)
         rows.append(
             {
                 "row": cell.row,
@@ -229,6 +290,7 @@ def _summarise(spec: TableSpec, cells: Sequence[Cell]) -> pd.DataFrame:
                 "values": json.dumps(values),
                 "seeds": json.dumps(seeds),
                 "metrics": json.dumps(cell.metrics),
+                "keys": json.dumps(keys),
             }
         )
     return pd.DataFrame(rows)
@@ -549,7 +611,7 @@ def build_table(
     grid, notes = _grid(spec, df), _footnotes(spec, df)
     comparisons = _compare(spec, df)
     writers = {
-        "csv": lambda: df.to_csv(index=False),
+        "csv": lambda: df.drop(columns=["keys"], errors="ignore").to_csv(index=False),
         "md": lambda: _markdown(spec, grid, notes, comparisons),
         "tex": lambda: _latex(spec, grid, notes, comparisons),
         "html": lambda: _html(spec, grid, notes, comparisons),
@@ -559,8 +621,9 @@ def build_table(
         outputs.append(f"{out_prefix}.{ext}")
         atomic_write_text(outputs[-1], writers[ext]())
     rows, cols = dict(spec.rows), dict(spec.columns)
-    records = [
-        cell_record(
+    records = []
+    for r in df.itertuples():
+        record = cell_record(
             r.row,
             r.column,
             spec.metric,
@@ -570,8 +633,10 @@ def build_table(
             row_label=rows.get(r.row, r.row),
             column_label=cols.get(r.column, r.column),
         )
-        for r in df.itertuples()
-    ]
+        for seed_rec, key in zip(record["seeds"], json.loads(r.keys), strict=True):
+            if key != spec.metric:  # a value read by its own key (a ladder result)
+                seed_rec["metric"] = key
+        records.append(record)
     write_table_provenance(
         out_prefix,
         name=spec.name,
