@@ -32,7 +32,11 @@ __all__ = [
 _DATASETS = ("imagenet100", "cifar10", "cifar100", "stl10", "resisc45", "camelyon17")
 # Config keys that may name a file shipped with the workflow (relative to its checkout). Every
 # other relative path (data roots, md5sums, weights) is relative to the working directory.
-WORKFLOW_FILE_KEYS = ("data.datasets.imagenet100.class_list",)
+WORKFLOW_FILE_KEYS = (
+    "data.datasets.imagenet100.class_list",
+    "data.pretrain_corpus.class_list",
+    "data.pretrain_corpus.exclude_class_list",
+)
 
 
 def merge_configs(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
