@@ -28,12 +28,14 @@ import torch.multiprocessing as mp
 
 from robustkd.distortions import batch_shard, create_distortion
 from robustkd.engine.checkpoint import load_checkpoint
-from robustkd.engine.distributed import DistContext, LaunchError, run_job
+from robustkd.engine.distributed import DistContext, JobReferenceError, LaunchError, run_job
 from robustkd.engine.loop import TERM_ENV, TrainConfig
+from robustkd.errors import RobustKDError
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from tests import bounded
 from tests.test_resume import distill_kwargs, setup  # noqa: F401  (the module's prepared data)
 
+DISTILL = "robustkd.engine.jobs:distill_job"  # what run_job runs (module:function)
 ATOL_WEIGHTS = 1e-5
 RTOL_LOSS = 1e-5
 ATOL_LOSS = 1e-7
@@ -141,10 +143,10 @@ def test_ci_task_gathers_teacher_embeddings_across_two_gloo_processes(tmp_path):
 
 
 def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup, tmp_path):  # noqa: F811
-    run_job("distill", _kwargs(setup, tmp_path / "one" / "student.pth"), processes=1)
+    run_job(DISTILL, _kwargs(setup, tmp_path / "one" / "student.pth"), processes=1)
     log_file = tmp_path / "two.log"
     run_job(
-        "distill",
+        DISTILL,
         _kwargs(setup, tmp_path / "two" / "student.pth"),
         processes=2,
         log_file=log_file,
@@ -175,15 +177,15 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup, tm
 
 def test_preemption_of_a_two_process_run_resumes_identically(setup, tmp_path, monkeypatch):  # noqa: F811
     whole = tmp_path / "whole" / "student.pth"
-    run_job("distill", _kwargs(setup, whole), processes=2, timeout=bounded.JOB)
+    run_job(DISTILL, _kwargs(setup, whole), processes=2, timeout=bounded.JOB)
     cut = tmp_path / "cut" / "student.pth"
     monkeypatch.setenv(TERM_ENV, "7")  # every rank gets SIGTERM before step 7
     with pytest.raises(LaunchError, match="2 processes"):
-        run_job("distill", _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
+        run_job(DISTILL, _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
     assert not cut.exists()
     assert load_checkpoint(cut.parent / "checkpoint.pt")["step"] == 7
     monkeypatch.delenv(TERM_ENV)
-    run_job("distill", _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
+    run_job(DISTILL, _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
     a, b = torch.load(whole), torch.load(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -207,3 +209,18 @@ def test_global_batch_must_split_evenly_between_processes(setup, tmp_path, monke
 def test_unknown_job_name_is_refused():
     with pytest.raises(ValueError, match="unknown training job 'distil'"):
         run_job("distil", {}, processes=1)
+
+
+@pytest.mark.parametrize(
+    ("job", "why"),
+    [
+        ("robustkd.engine.jobs:distil_job", "module 'robustkd.engine.jobs' has no function"),
+        ("robustkd.engine.jobz:distill_job", "no module 'robustkd.engine.jobz'"),
+        ("robustkd.engine.jobs", "not a 'module:function' reference"),
+    ],
+)
+def test_a_job_reference_that_names_no_function_is_refused(job, why):
+    with pytest.raises(JobReferenceError, match=why) as err:
+        run_job(job, {}, name="distil", processes=1)
+    assert isinstance(err.value, RobustKDError)
+    assert "unknown training job 'distil'" in str(err.value) and job in str(err.value)

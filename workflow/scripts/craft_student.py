@@ -11,7 +11,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "craft_student",
+    "robustkd.craft.jobs:student_job",
     {
         "method": snakemake.wildcards.craft_method,
         "data_dir": snakemake.input.data,
@@ -26,6 +26,7 @@ run_job(
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards),
     },
+    name="craft_student",
     resources=snakemake.resources,
     log_file=snakemake.log[0],
 )

@@ -11,7 +11,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "craft_teacher",
+    "robustkd.craft.jobs:teacher_job",
     {
         "data_dir": snakemake.input.data,
         "craft": snakemake.params.craft,
@@ -22,6 +22,7 @@ run_job(
         "threads": snakemake.threads,
         "rule": snakemake.rule,
     },
+    name="craft_teacher",
     resources=snakemake.resources,
     log_file=snakemake.log[0],
 )

@@ -11,7 +11,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "distill",
+    "robustkd.engine.jobs:distill_job",
     {
         "method": snakemake.params.method,
         "backbone": snakemake.params.backbone,
@@ -27,6 +27,7 @@ run_job(
         "wildcards": dict(snakemake.wildcards),
         "inputs": list(snakemake.input.teacher),
     },
+    name="distill",
     resources=snakemake.resources,
     log_file=snakemake.log[0],
 )

@@ -13,7 +13,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "finetune",
+    "robustkd.engine.jobs:finetune_job",
     {
         "backbone": snakemake.params.backbone,
         "runs": [FinetuneRun(**run) for run in snakemake.params.runs],
@@ -25,6 +25,7 @@ run_job(
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards),
     },
+    name="finetune",
     resources=snakemake.resources,
     log_file=snakemake.log[0],
 )

@@ -13,7 +13,7 @@ spec = dict(snakemake.params.backbone)
 pretrain = dict(spec.pop("pretrain"))
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "pretrain",
+    "robustkd.engine.jobs:pretrain_job",
     {
         "backbone": spec,
         "pretrain": {k: v for k, v in pretrain.items() if k != "seed"},
@@ -26,6 +26,7 @@ run_job(
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards),
     },
+    name="pretrain",
     resources=snakemake.resources,
     log_file=snakemake.log[0],
 )

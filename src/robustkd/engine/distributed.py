@@ -23,6 +23,7 @@ Exactness across world sizes (what ``tests/test_distributed.py`` checks):
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pickle
@@ -44,12 +45,14 @@ from robustkd.gpus import gpu_processes
 
 __all__ = [
     "DistContext",
+    "JobReferenceError",
     "LaunchError",
     "all_gather_no_grad",
     "barrier",
     "context",
     "gpu_processes",
     "is_main",
+    "resolve_job",
     "run_job",
 ]
 
@@ -124,23 +127,52 @@ def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
 # --- the launcher ------------------------------------------------------------------------------
 
 
-def _job_table() -> dict[str, Callable[..., Any]]:
-    from robustkd.craft import jobs as craft_jobs
-    from robustkd.engine import jobs
+class JobReferenceError(RobustKDError, ValueError):
+    """A job reference that is not an importable ``"module:function"``; the message names it."""
 
-    return {
-        "pretrain": jobs.pretrain_job,
-        "distill": jobs.distill_job,
-        "finetune": jobs.finetune_job,
-        "craft_teacher": craft_jobs.teacher_job,
-        "craft_student": craft_jobs.student_job,
-    }
+
+def resolve_job(job: str, name: str | None = None) -> Callable[..., Any]:
+    """Import the function a ``"module:function"`` reference names.
+
+    Args:
+        job: The reference, e.g. ``"robustkd.engine.jobs:distill_job"``.
+        name: The job's name for the message (default: the reference).
+
+    Returns:
+        The function.
+
+    Raises:
+        JobReferenceError: ``job`` is not of the form ``module:function``, its module does not
+            exist, or the module has no such callable.
+    """
+    label = repr(job) if name is None else f"{name!r} ({job})"
+    module_name, colon, attr = job.partition(":")
+    if not colon or not module_name or not attr.isidentifier():
+        raise JobReferenceError(
+            f"unknown training job {label}: not a 'module:function' reference "
+            "(e.g. 'robustkd.engine.jobs:distill_job')"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not f"{module_name}.".startswith(f"{e.name}."):
+            raise  # the module exists but one of its own imports failed
+        raise JobReferenceError(
+            f"unknown training job {label}: no module {module_name!r}"
+        ) from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise JobReferenceError(
+            f"unknown training job {label}: module {module_name!r} has no function {attr!r}"
+        )
+    return fn
 
 
 def run_job(
-    name: str,
+    job: str,
     kwargs: Mapping[str, Any],
     *,
+    name: str | None = None,
     processes: int | None = None,
     resources: Any = None,
     log_file: str | os.PathLike[str] | None = None,
@@ -149,8 +181,10 @@ def run_job(
     """Run a training job in this process, or under ``torchrun`` with several processes.
 
     Args:
-        name: ``pretrain``, ``distill``, ``finetune``, ``craft_teacher`` or ``craft_student``.
+        job: What to run, as an importable ``"module:function"`` reference (e.g.
+            ``"robustkd.engine.jobs:distill_job"``); every torchrun rank imports it itself.
         kwargs: The job function's keyword arguments (``threads`` is split between processes).
+        name: The job's name in log lines and messages (default: the function's name).
         processes: Processes (GPUs) of the job; > 1 launches ``torchrun --standalone``.
         resources: Instead of ``processes``: the job's Snakemake resources, whose GPU request
             (``gpu`` or a ``gpu`` gres, see :func:`gpu_processes`) sets the processes.
@@ -162,27 +196,27 @@ def run_job(
         The job's return value (``None`` when run under torchrun: rank 0 wrote the outputs).
 
     Raises:
-        ValueError: An unknown job name, or both ``processes`` and ``resources`` given.
+        JobReferenceError: ``job`` names no importable function (a ``ValueError`` too).
+        ValueError: Both ``processes`` and ``resources`` given.
         ConfigError: The resources ask for GPUs twice (see :func:`gpu_processes`).
         LaunchError: torchrun exited non-zero (the ranks' errors are in the job's log), or ran
             past ``timeout``.
     """
-    table = _job_table()
-    if name not in table:
-        raise ValueError(f"unknown training job {name!r} (known: {sorted(table)})")
+    fn = resolve_job(job, name)
+    name = name or job.partition(":")[2]
     if processes is not None and resources is not None:
         raise ValueError("give processes or resources, not both")
     if processes is None:
         rule = str(kwargs.get("rule") or name)
         processes = 1 if resources is None else gpu_processes(resources, rule)
     if processes <= 1:
-        return table[name](**kwargs)
+        return fn(**kwargs)
     args = dict(kwargs)
     args["threads"] = max(1, int(args.get("threads", 1)) // processes)
     with tempfile.TemporaryDirectory(prefix="robustkd-launch-") as tmp:
         spec = Path(tmp) / "job.pkl"
         log_path = None if log_file is None else str(log_file)
-        spec.write_bytes(pickle.dumps({"name": name, "kwargs": args, "log": log_path}))
+        spec.write_bytes(pickle.dumps({"job": job, "name": name, "kwargs": args, "log": log_path}))
         cmd = [
             sys.executable,
             "-m",
@@ -234,7 +268,7 @@ def _worker(spec_path: str) -> None:
     ctx = context()
     configure_job_logging(spec["log"], append=True, tag=f"[rank {ctx.rank}/{ctx.world}] ")
     try:
-        _job_table()[spec["name"]](**spec["kwargs"])
+        resolve_job(spec["job"], spec["name"])(**spec["kwargs"])
         # Rank 0 evaluates and writes after the last step while the others are done: they wait
         # for it here, so no rank closes its connections while another still holds the group
         # (gloo may then fail the still-running rank with "Connection closed by peer").
