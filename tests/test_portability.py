@@ -56,7 +56,7 @@ def _task(kind: str, overlay: dict, prepared):
     from robustkd.craft.tasks import create_task
     from robustkd.engine.distill import ContrastiveInversionTask, Normalize
     from robustkd.engine.finetune import Classifier, FinetuneTask
-    from robustkd.engine.jobs import resolve_distortion
+    from robustkd.engine.inputs import resolve_distortion
     from robustkd.models.backbones import copy_student, create_backbone, freeze
 
     normalize = Normalize(CIFAR_MEAN, CIFAR_STD)

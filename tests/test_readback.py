@@ -18,7 +18,7 @@ from robustkd.craft.models import create_cifar_model
 from robustkd.data import PreparedWriter
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from robustkd.engine.jobs import read_metrics
+from robustkd.engine.inputs import read_metrics
 from robustkd.errors import RobustKDError
 from tests.test_engine import Interrupted, Tiny, _train
 

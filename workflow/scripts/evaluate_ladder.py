@@ -5,7 +5,7 @@ from robustkd_checkout import use_checkout_package
 
 use_checkout_package(snakemake)
 
-from robustkd.engine.jobs import ladder_job
+from robustkd.engine.ladder import ladder_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])

@@ -41,8 +41,8 @@ from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator
 from robustkd.engine.data import ViewConfig, epoch_batches, load_image_set, make_loader
 from robustkd.engine.evaluate import evaluate_classifier
-from robustkd.engine.jobs import _eval_split, _provenance, _threads, input_view, load_classifier
-from robustkd.engine.loop import resolve_device
+from robustkd.engine.inputs import eval_setup, eval_split
+from robustkd.engine.jobsetup import set_threads, write_run_provenance
 from robustkd.provenance import now_iso, write_provenance
 from robustkd.readback import load_array
 
@@ -146,9 +146,9 @@ def corrupt_evalset_job(
             size,
         )
     started = now_iso()
-    _threads(threads)
+    set_threads(threads)
     prepared = PreparedDataset(data_dir)
-    split = _eval_split(prepared)
+    split = eval_split(prepared)
     clean, labels = _clean_eval_images(prepared, split, int(size), preload_size)
     seconds: dict[str, float] = {}
     for name in corruptions:
@@ -259,11 +259,11 @@ def corruption_eval_job(
         ValueError: A stored file whose size does not match the backbone's input or the
             number of severities (named).
     """
-    started, dev = now_iso(), resolve_device(device)
-    workers = _threads(threads)
-    prepared = PreparedDataset(data_dir)
-    view, normalize = input_view(views, backbone)
-    normalize = normalize.to(dev)
+    started = now_iso()
+    env = eval_setup(
+        backbone=backbone, views=views, data_dir=data_dir, threads=threads, device=device
+    )
+    view = env.view
     t0 = time.perf_counter()
     y = load_array(labels, "corrupted-set labels")
     sets = {}
@@ -280,7 +280,7 @@ def corruption_eval_job(
     results: list[dict[str, Any]] = []
     eval_seconds = 0.0
     for seed, path in zip(seeds, models, strict=True):
-        clf = load_classifier(backbone, path, len(prepared.classes))
+        clf = env.classifier(backbone, path)
         for name, arr in sets.items():
             for j, s in enumerate(severities):
                 t1 = time.perf_counter()
@@ -291,12 +291,12 @@ def corruption_eval_job(
                     clf,
                     part,  # type: ignore[arg-type]  # an ImageSet's item contract
                     None,
-                    normalize,
+                    env.normalize,
                     repeats=1,
                     seed=int(seed),
                     batch_size=int(evaluation["batch_size"]),
-                    device=dev,
-                    workers=workers,
+                    device=env.device,
+                    workers=env.workers,
                 )
                 eval_seconds += time.perf_counter() - t1
                 results.append(
@@ -326,7 +326,7 @@ def corruption_eval_job(
     }
     out = Path(out)
     write_json_atomic(out, record)
-    _provenance(
+    write_run_provenance(
         out.parent,
         rule=rule,
         inputs=[*models, *corrupted.values(), labels, Path(data_dir) / "manifest.csv"],
@@ -335,7 +335,7 @@ def corruption_eval_job(
         config={"evaluation": dict(evaluation), "severities": [int(s) for s in severities]},
         seed=None,
         started=started,
-        device=dev,
+        device=env.device,
         extra={"timing": {"read_seconds": read_seconds, "eval_seconds": eval_seconds}},
     )
     return record

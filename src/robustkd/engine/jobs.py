@@ -21,97 +21,23 @@ import torch
 
 from robustkd.atomic import write_json_atomic
 from robustkd.data.prepared import PreparedDataset
-from robustkd.distortions import Distortion, create_distortion, strip_distortion_meta
+from robustkd.distortions import Distortion
 from robustkd.engine.checkpoint import save_weights
-from robustkd.engine.data import ImageSet, ViewConfig, label_fraction_indices, load_image_set
+from robustkd.engine.data import ImageSet, label_fraction_indices, load_image_set
 from robustkd.engine.distill import ContrastiveInversionTask, DistillTask, Normalize
 from robustkd.engine.distributed import context, is_main
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
+from robustkd.engine.inputs import eval_split, input_view, resolve_distortion
+from robustkd.engine.jobsetup import seed_everything, set_threads, write_run_provenance
 from robustkd.engine.loop import TrainConfig, resolve_device, train
 from robustkd.losses.multilevel import create_multilevel_loss, needs_attention
-from robustkd.models.backbones import (
-    backbone_input_config,
-    copy_student,
-    create_backbone,
-    freeze,
-)
-from robustkd.provenance import now_iso, run_wildcards, write_provenance
-from robustkd.readback import load_weights, read_json
+from robustkd.models.backbones import copy_student, create_backbone, freeze
+from robustkd.provenance import now_iso, run_wildcards
 
-__all__ = [
-    "FinetuneRun",
-    "distill_job",
-    "finetune_job",
-    "input_view",
-    "ladder_job",
-    "load_classifier",
-    "pretrain_job",
-    "read_metrics",
-    "resolve_distortion",
-]
+__all__ = ["FinetuneRun", "distill_job", "finetune_job", "pretrain_job"]
 
 log = logging.getLogger(__name__)
-
-
-def resolve_distortion(spec: Mapping[str, Any] | None) -> Distortion | None:
-    """Build a distortion from its config entry (metadata keys dropped); None for clean."""
-    if spec is None:
-        return None
-    return create_distortion(strip_distortion_meta(spec))
-
-
-def input_view(
-    views: Mapping[str, Any], backbone: Mapping[str, Any]
-) -> tuple[ViewConfig, Normalize]:
-    """The input view (size, crop scale) and pixel normalisation of a backbone spec."""
-    inp = backbone_input_config(backbone)
-    size = int(inp["input_size"][-1])
-    view = ViewConfig(size=size, crop_scale=tuple(views.get("crop_scale", (0.08, 1.0))))
-    return view, Normalize(tuple(inp["mean"]), tuple(inp["std"]))
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _threads(threads: int) -> int:
-    """Use ``threads`` for intra-op parallelism; return the data-loader worker count."""
-    torch.set_num_threads(max(1, threads))
-    return 0 if threads <= 2 else threads - 1
-
-
-def _provenance(
-    run_dir: Path,
-    *,
-    rule: str,
-    inputs: Sequence[str | os.PathLike[str]],
-    outputs: Sequence[Path],
-    wildcards: Mapping[str, Any],
-    config: Mapping[str, Any],
-    seed: int | None,
-    started: str,
-    device: torch.device,
-    extra: Mapping[str, Any],
-) -> None:
-    write_provenance(
-        run_dir / "provenance.json",
-        rule=rule,
-        inputs=inputs,
-        outputs=outputs,
-        wildcards=wildcards,
-        config=config,
-        seed=seed,
-        started=started,
-        device=str(device),
-        extra=extra,
-    )
 
 
 def pretrain_job(
@@ -138,10 +64,10 @@ def pretrain_job(
         empty on data-parallel ranks other than 0.
     """
     started, dev = now_iso(), resolve_device(device)
-    workers = _threads(threads)
+    workers = set_threads(threads)
     out_weights = Path(out_weights)
     run_dir = out_weights.parent
-    _seed_everything(seed)
+    seed_everything(seed)
     model = create_backbone({**backbone, "weights": None})
     view, normalize = input_view(views, backbone)
     prepared = PreparedDataset(data_dir)
@@ -149,7 +75,7 @@ def pretrain_job(
         prepared, "train", view, train=True, seed=seed, preload_size=views.get("preload_size")
     )
     val_set = load_image_set(
-        prepared, _eval_split(prepared), view, train=False, preload_size=views.get("preload_size")
+        prepared, eval_split(prepared), view, train=False, preload_size=views.get("preload_size")
     )
     clf = Classifier(model, len(prepared.classes))
     cfg = TrainConfig.from_config({**pretrain, "workers": workers})
@@ -178,7 +104,7 @@ def pretrain_job(
     metrics.update(chance=100.0 / len(prepared.classes), train=summary)
     save_weights(out_weights, clf.backbone.cpu())
     write_json_atomic(run_dir / "metrics.json", metrics)
-    _provenance(
+    write_run_provenance(
         run_dir,
         rule=rule,
         inputs=[Path(data_dir) / "manifest.csv"],
@@ -196,18 +122,6 @@ def pretrain_job(
         metrics["chance"],
     )
     return metrics
-
-
-def _eval_split(prepared: PreparedDataset) -> str:
-    """The split a fine-tuned model is scored on: the official test split, else val.
-
-    ImageNet-100 has no public test labels (val is its test set); RESISC45 and CAMELYON17 score
-    on their official test splits (CAMELYON17: hospital 2).
-    """
-    for name in ("test", "val"):
-        if name in prepared.splits:
-            return name
-    raise ValueError(f"{prepared.root}: no test or val split (have {prepared.splits})")
 
 
 def _distill_task(
@@ -270,7 +184,7 @@ def distill_job(
         inputs: Files hashed into the provenance (teacher weights, manifest).
     """
     dev = resolve_device(device)
-    workers = _threads(threads)
+    workers = set_threads(threads)
     prepared = PreparedDataset(data_dir)
     cfg = TrainConfig.from_config({**train_cfg, "workers": workers})
     dist = resolve_distortion(distortion)
@@ -280,7 +194,7 @@ def distill_job(
     )
     for seed, out in zip(seeds, outputs, strict=True):
         started, out = now_iso(), Path(out)
-        _seed_everything(seed)
+        seed_everything(seed)
         teacher = freeze(create_backbone(backbone)).to(dev)
         student = copy_student(teacher)
         task = _distill_task(method, teacher, student, dist, normalize.to(dev), loss_weights)
@@ -303,7 +217,7 @@ def distill_job(
         if not is_main():
             continue  # data-parallel: rank 0 writes
         save_weights(out, student.cpu())
-        _provenance(
+        write_run_provenance(
             out.parent,
             rule=rule,
             inputs=[*inputs, Path(data_dir) / "manifest.csv"],
@@ -378,7 +292,7 @@ def finetune_job(
         wildcards: Wildcards for the provenance.
     """
     dev = resolve_device(device)
-    workers = _threads(threads)
+    workers = set_threads(threads)
     cfg = TrainConfig.from_config({**train_cfg, "workers": workers})
     dist = resolve_distortion(distortion)
     view, normalize = input_view(views, backbone)
@@ -391,13 +305,11 @@ def finetune_job(
             loaded[run.data_dir] = (
                 prepared,
                 load_image_set(prepared, "train", view, train=True, preload_size=pre),
-                load_image_set(
-                    prepared, _eval_split(prepared), view, train=False, preload_size=pre
-                ),
+                load_image_set(prepared, eval_split(prepared), view, train=False, preload_size=pre),
             )
         prepared, images, test_set = loaded[run.data_dir]
         started, out = now_iso(), Path(run.out)
-        _seed_everything(run.seed)
+        seed_everything(run.seed)
         spec = dict(backbone) if run.init is None else {**backbone, "weights": str(run.init)}
         clf = Classifier(create_backbone(spec), len(prepared.classes))
         keep = label_fraction_indices(prepared.labels("train"), run.fraction, run.seed)
@@ -438,7 +350,7 @@ def finetune_job(
             workers=workers,
         )
         metrics.update(
-            split=_eval_split(prepared),
+            split=eval_split(prepared),
             n_train=len(train_set),
             fraction=run.fraction,
             seed=run.seed,
@@ -448,7 +360,7 @@ def finetune_job(
         write_json_atomic(out.parent / "metrics.json", metrics)
         start = run.init or (spec["weights"] if spec.get("weights") not in (None, "hub") else None)
         inputs = [Path(run.data_dir) / "manifest.csv"] + ([start] if start else [])
-        _provenance(
+        write_run_provenance(
             out.parent,
             rule=rule,
             inputs=inputs,
@@ -469,105 +381,3 @@ def finetune_job(
             metrics["top1_std"],
             metrics["repeats"],
         )
-
-
-def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``metrics.json`` (:class:`~robustkd.readback.UnreadableFileError` names it)."""
-    return read_json(path, "metrics file")
-
-
-def load_classifier(
-    backbone: Mapping[str, Any], weights: str | os.PathLike[str], num_classes: int
-) -> Classifier:
-    """Rebuild a fine-tuned classifier from its ``model.pth`` (strictly).
-
-    Args:
-        backbone: The backbone spec it was built from (its weights are not loaded).
-        weights: The classifier's state dict file.
-        num_classes: Its number of classes.
-
-    Returns:
-        The classifier in eval mode.
-    """
-    clf = Classifier(create_backbone({**backbone, "weights": None}), num_classes)
-    load_weights(clf, weights, "classifier weights")
-    return clf.eval()
-
-
-def ladder_job(
-    *,
-    backbone: Mapping[str, Any],
-    models: Sequence[str | os.PathLike[str]],
-    seeds: Sequence[int],
-    data_dir: str | os.PathLike[str],
-    tests: Mapping[str, Mapping[str, Any] | None],
-    evaluation: Mapping[str, Any],
-    views: Mapping[str, Any],
-    out: str | os.PathLike[str],
-    threads: int = 1,
-    device: str = "auto",
-    rule: str = "evaluate_ladder",
-    wildcards: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Evaluate fine-tuned classifiers (one per seed) at several test distortions (Fig 2, Table 4).
-
-    Args:
-        backbone: The classifiers' backbone spec.
-        models: ``model.pth`` of each seed.
-        seeds: The seeds, in the order of ``models``.
-        data_dir: Prepared ImageNet-100.
-        tests: Test distortion name -> config entry (the training one first); None tests
-            clean images (Table 4's clean row).
-        evaluation: ``repeats``, ``batch_size``.
-        views: ``preload_size``.
-        out: The ``ladder.json`` to write (provenance beside it).
-        threads: CPU threads.
-        device: Device name or ``auto``.
-        rule: Rule name for the provenance.
-        wildcards: Wildcards for the provenance.
-
-    Returns:
-        The record written: one result per (seed, test distortion).
-    """
-    started, dev = now_iso(), resolve_device(device)
-    workers = _threads(threads)
-    prepared = PreparedDataset(data_dir)
-    view, normalize = input_view(views, backbone)
-    normalize = normalize.to(dev)
-    split = _eval_split(prepared)
-    test_set = load_image_set(
-        prepared, split, view, train=False, preload_size=views.get("preload_size")
-    )
-    results = []
-    for seed, path in zip(seeds, models, strict=True):
-        clf = load_classifier(backbone, path, len(prepared.classes))
-        for name, spec in tests.items():
-            m = evaluate_classifier(
-                clf,
-                test_set,
-                resolve_distortion(spec),
-                normalize,
-                repeats=int(evaluation["repeats"]),
-                seed=seed,
-                batch_size=int(evaluation["batch_size"]),
-                device=dev,
-                workers=workers,
-            )
-            results.append({"seed": seed, "distortion": name, "spec": dict(spec or {}), **m})
-            log.info("seed %d, test %s: top-1 %.2f%%", seed, name, m["top1"])
-    record = {"split": split, "tests": list(tests), "results": results}
-    out = Path(out)
-    write_json_atomic(out, record)
-    _provenance(
-        out.parent,
-        rule=rule,
-        inputs=[*models, Path(data_dir) / "manifest.csv"],
-        outputs=[out],
-        wildcards=wildcards or {},
-        config={"tests": dict(tests), "evaluation": dict(evaluation)},
-        seed=None,
-        started=started,
-        device=dev,
-        extra={},
-    )
-    return record

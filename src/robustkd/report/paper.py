@@ -148,7 +148,7 @@ def fig4_panels(
     from robustkd.data.prepared import PreparedDataset
     from robustkd.distortions import seeded_generator
     from robustkd.engine.data import load_image_set, to_unit_float
-    from robustkd.engine.jobs import input_view, load_classifier, resolve_distortion
+    from robustkd.engine.inputs import input_view, load_classifier, resolve_distortion
     from robustkd.models.backbones import create_backbone
 
     prepared = PreparedDataset(data_dir)

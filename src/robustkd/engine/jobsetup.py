@@ -1,0 +1,57 @@
+"""What every job does around its work: seeding, CPU threads, the provenance record."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustkd.provenance import write_provenance
+
+__all__ = ["seed_everything", "set_threads", "write_run_provenance"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global random generators with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` for intra-op parallelism; return the data-loader worker count."""
+    torch.set_num_threads(max(1, threads))
+    return 0 if threads <= 2 else threads - 1
+
+
+def write_run_provenance(
+    run_dir: Path,
+    *,
+    rule: str,
+    inputs: Sequence[str | os.PathLike[str]],
+    outputs: Sequence[Path],
+    wildcards: Mapping[str, Any],
+    config: Mapping[str, Any],
+    seed: int | None,
+    started: str,
+    device: torch.device,
+    extra: Mapping[str, Any],
+) -> None:
+    """Write ``run_dir/provenance.json`` (:func:`robustkd.provenance.write_provenance`)."""
+    write_provenance(
+        run_dir / "provenance.json",
+        rule=rule,
+        inputs=inputs,
+        outputs=outputs,
+        wildcards=wildcards,
+        config=config,
+        seed=seed,
+        started=started,
+        device=str(device),
+        extra=extra,
+    )
