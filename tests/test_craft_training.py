@@ -21,7 +21,8 @@ from robustkd.data.synthetic import draw_image
 from robustkd.engine.checkpoint import load_checkpoint
 from robustkd.engine.data import ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
-from robustkd.engine.loop import TrainConfig, train
+from robustkd.engine.loop import train
+from robustkd.engine.optim import TrainConfig
 
 OBJECTIVES = {
     "logitkd": {"temperature": 4.0, "lambda_kd": 1.0},

@@ -29,7 +29,8 @@ import torch.multiprocessing as mp
 from robustkd.distortions import batch_shard, create_distortion
 from robustkd.engine.checkpoint import load_checkpoint
 from robustkd.engine.distributed import DistContext, JobReferenceError, LaunchError, run_job
-from robustkd.engine.loop import TERM_ENV, TrainConfig
+from robustkd.engine.loop import TERM_ENV
+from robustkd.engine.optim import TrainConfig
 from robustkd.errors import RobustKDError
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from tests import bounded

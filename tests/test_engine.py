@@ -21,7 +21,8 @@ from robustkd.engine.data import (
     load_image_set,
 )
 from robustkd.engine.evaluate import evaluate_classifier, topk_correct
-from robustkd.engine.loop import TrainConfig, train
+from robustkd.engine.loop import train
+from robustkd.engine.optim import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,8 @@ def drive(root: str) -> None:
     from robustkd.data.prepared import PreparedDataset
     from robustkd.data.synthetic import draw_image
     from robustkd.engine.data import ViewConfig, load_image_set
-    from robustkd.engine.loop import TrainConfig, train
+    from robustkd.engine.loop import train
+    from robustkd.engine.optim import TrainConfig
 
     torch.set_num_threads(1)
     root_dir = Path(root)

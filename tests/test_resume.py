@@ -141,7 +141,7 @@ def test_a_checkpoint_of_other_code_settings_or_data_is_not_resumed(
     setup, tmp_path, monkeypatch, caplog
 ):
     """A rerun (outputs removed, as Snakemake does) reuses only a checkpoint of the same run."""
-    from robustkd.engine import loop
+    from robustkd.engine import checkpoint
 
     out = tmp_path / "run" / "student.pth"
     first = _in_process(setup, out)
@@ -171,7 +171,7 @@ def test_a_checkpoint_of_other_code_settings_or_data_is_not_resumed(
     # Other code (the package's source digest): ignored as well.
     out.unlink()
     caplog.clear()
-    monkeypatch.setattr(loop, "code_digest", lambda: "0" * 64)
+    monkeypatch.setattr(checkpoint, "code_digest", lambda: "0" * 64)
     _in_process(setup, out, lr=5e-4)
     assert "other code; training starts afresh" in caplog.text
 

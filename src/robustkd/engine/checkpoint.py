@@ -13,6 +13,7 @@ pickled objects is refused with an error.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from robustkd.errors import RobustKDError
+from robustkd.provenance import code_digest
 from robustkd.readback import UnreadableFileError, UnsafeFileError, load_torch
 
 __all__ = [
@@ -33,8 +35,10 @@ __all__ = [
     "capture_rng",
     "load_checkpoint",
     "restore_rng",
+    "run_identity",
     "save_checkpoint",
     "save_weights",
+    "stale_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -190,3 +194,49 @@ def save_weights(path: str | os.PathLike[str], model: nn.Module) -> None:
     """
     assert_finite_parameters(model, str(path))
     _atomic_torch_save(model.state_dict(), Path(path))
+
+
+# Settings that do not change the result: a run may resume with other values of them.
+_NOT_IDENTITY = ("workers", "log_every", "checkpoint_every")
+
+
+def run_identity(
+    settings: Mapping[str, Any],
+    record: Mapping[str, Any] | None,
+    seed: int,
+    dataset: Any,
+    total: int,
+) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: code, settings, seed, data (as JSON).
+
+    Args:
+        settings: The training settings (:class:`~robustkd.engine.optim.TrainConfig` as a
+            dict); ``workers``, ``log_every`` and ``checkpoint_every`` do not count.
+        record: The resolved config the run stores in its checkpoints.
+        seed: The run's seed.
+        dataset: The training set (its ``fingerprint()``, if it has one, names the data).
+        total: Steps of the run.
+
+    Returns:
+        ``code``, ``training settings``, ``config`` and ``data``, each as a JSON string.
+
+    The record's ``train`` entry (the jobs record the training settings there too) is left out
+    of ``config``: the training settings are compared without the result-neutral ones.
+    """
+    train_cfg = {k: v for k, v in settings.items() if k not in _NOT_IDENTITY}
+    fingerprint = getattr(dataset, "fingerprint", None)
+    fields = {
+        "code": code_digest(),
+        "training settings": {**train_cfg, "steps": total, "seed": seed},
+        "config": {k: v for k, v in (record or {}).items() if k != "train"},
+        "data": fingerprint() if callable(fingerprint) else None,
+    }
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in fields.items()}
+
+
+def stale_fields(saved: Mapping[str, str] | None, current: Mapping[str, str]) -> str | None:
+    """Name what differs between a checkpoint's identity and this run's; None if nothing."""
+    if saved is None:
+        return "or unrecorded code, settings and data"
+    differ = [k for k in current if saved.get(k) != current[k]]
+    return " and ".join(differ) or None

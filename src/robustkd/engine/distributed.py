@@ -49,9 +49,11 @@ __all__ = [
     "LaunchError",
     "all_gather_no_grad",
     "barrier",
+    "all_reduce_sum",
     "context",
     "gpu_processes",
     "is_main",
+    "reduce_mean",
     "resolve_job",
     "run_job",
 ]
@@ -122,6 +124,24 @@ def all_gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(x) for _ in range(ctx.world)]
     dist.all_gather(parts, x)
     return torch.cat(parts)  # (world * B, ...)
+
+
+def reduce_mean(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Average a CPU tensor over ranks (identity for a single process)."""
+    if ctx.world == 1:
+        return values
+    return all_reduce_sum(values, ctx) / ctx.world
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a CPU tensor over ranks (NCCL reduces on the rank's GPU)."""
+    out = values.to(torch.device("cuda", ctx.local_rank)) if _nccl() else values.clone()
+    dist.all_reduce(out)
+    return out.cpu()
+
+
+def _nccl() -> bool:
+    return dist.is_initialized() and dist.get_backend() == "nccl"
 
 
 # --- the launcher ------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
 from robustkd.engine.inputs import eval_split, input_view, resolve_distortion
 from robustkd.engine.jobsetup import seed_everything, set_threads, write_run_provenance
-from robustkd.engine.loop import TrainConfig, resolve_device, train
+from robustkd.engine.loop import resolve_device, train
+from robustkd.engine.optim import TrainConfig
 from robustkd.losses.multilevel import create_multilevel_loss, needs_attention
 from robustkd.models.backbones import copy_student, create_backbone, freeze
 from robustkd.provenance import now_iso, run_wildcards

@@ -7,7 +7,9 @@ cosine decay per step, mixed precision on GPUs, gradient clipping, checkpoints e
 at each epoch end, exact resume, a JSON-lines log of every loss component (and, for a ``mixed``
 distortion, of the images drawn per setting: ``n_draw/<setting>``), a progress line, and
 a hard stop on a non-finite loss (checked where the log is flushed: no host synchronisation per
-step, see :mod:`robustkd.engine.steplog`).
+step, see :mod:`robustkd.engine.steplog`). Its pieces live beside it: the optimizer and schedule
+in :mod:`robustkd.engine.optim`, checkpoints and what makes one resumable in
+:mod:`robustkd.engine.checkpoint`, signals in :mod:`robustkd.engine.preemption`.
 
 A checkpoint is resumed only if it was written by the same code (a digest of the package's
 source), training settings, seed, resolved config and data; otherwise, e.g. when Snakemake reruns
@@ -25,28 +27,30 @@ of them at the same step, and only rank 0 writes the checkpoint and the log.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
 from robustkd.engine.accel import compile_step
-from robustkd.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
+from robustkd.engine.checkpoint import (
+    load_checkpoint,
+    restore_rng,
+    run_identity,
+    save_checkpoint,
+    stale_fields,
+)
 from robustkd.engine.data import (
     EpochBatches,
     ImageSet,
@@ -54,21 +58,13 @@ from robustkd.engine.data import (
     epoch_loader,
     to_unit_float,
 )
-from robustkd.engine.distributed import DistContext, barrier, context
-from robustkd.engine.steplog import StepLog
-from robustkd.errors import RobustKDError
+from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
+from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
+from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
+from robustkd.engine.steplog import StepLog, truncate_log
 from robustkd.mixed import draw_counts
-from robustkd.provenance import code_digest
 
-__all__ = [
-    "PREEMPT_SIGNALS",
-    "Preempted",
-    "Task",
-    "TrainConfig",
-    "build_optimizer",
-    "resolve_device",
-    "train",
-]
+__all__ = ["KILL_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -76,87 +72,6 @@ log = logging.getLogger(__name__)
 # exact resume after a hard kill and after a preemption).
 KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
 TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
-# Signals a cluster sends before it preempts or times out a job (SLURM: SIGTERM, or the
-# signal given with `sbatch --signal`, conventionally SIGUSR1).
-PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-class Preempted(RobustKDError):
-    """Training stopped on a preemption signal after writing a checkpoint; rerun to resume."""
-
-
-class _PreemptionGuard:
-    """Record a preemption signal instead of dying, so the loop can checkpoint first."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _PreemptionGuard:
-        if threading.current_thread() is threading.main_thread():
-            for sig in PREEMPT_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of one training run.
-
-    Attributes:
-        epochs: Passes over the training set.
-        batch_size: Images per step (global batch, split evenly between data-parallel ranks).
-        lr: Peak learning rate (after warmup).
-        weight_decay: AdamW weight decay (not applied to norms, biases, embeddings).
-        warmup_epochs: Linear warmup length, in epochs (may be fractional).
-        min_lr_ratio: Final learning rate as a fraction of ``lr``.
-        clip_grad: Max global gradient norm; None disables clipping.
-        checkpoint_every: Save a checkpoint every this many steps (0: only at epoch ends).
-        amp: Mixed precision on CUDA devices (ignored on CPU).
-        amp_dtype: ``float16`` (with loss scaling) or ``bfloat16``.
-        compile: Run each step's forward passes and loss through ``torch.compile`` on GPUs
-            (ignored on CPU with a logged note; :func:`~robustkd.engine.accel.compile_step`).
-        workers: Data-loading worker processes (persistent across epochs).
-        log_every: Steps between progress lines.
-        optimizer: ``adamw`` or ``sgd`` (momentum SGD, the CIFAR KD papers' optimizer).
-        momentum: Momentum of ``sgd`` (ignored by ``adamw``).
-    """
-
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float = 0.0
-    warmup_epochs: float = 0.0
-    min_lr_ratio: float = 0.0
-    clip_grad: float | None = None
-    checkpoint_every: int = 0
-    amp: bool = True
-    amp_dtype: str = "float16"
-    compile: bool = False
-    workers: int = 0
-    log_every: int = 50
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
-        """Build from a config section, refusing unknown keys.
-
-        Raises:
-            ValueError: An unknown key (named).
-        """
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown} (known: {sorted(known)})")
-        return cls(**dict(cfg))
 
 
 class Task(Protocol):
@@ -183,46 +98,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def build_optimizer(
-    model: nn.Module,
-    lr: float,
-    weight_decay: float,
-    *,
-    optimizer: str = "adamw",
-    momentum: float = 0.9,
-) -> torch.optim.Optimizer:
-    """AdamW (or momentum SGD) with no weight decay on 1-D parameters and token embeddings.
-
-    Raises:
-        ValueError: An unknown ``optimizer``.
-    """
-    if optimizer not in ("adamw", "sgd"):
-        raise ValueError(f"unknown optimizer {optimizer!r} (known: 'adamw', 'sgd')")
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "reg_token"))
-        (no_decay if skip else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    return torch.optim.AdamW(groups, lr=lr)
-
-
-def _schedule(total: int, warmup: int, min_ratio: float) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
 
 
 class _TaskModule(nn.Module):
@@ -253,91 +128,12 @@ def _step_fn(
     )
 
 
-def _reduce_mean(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """Average a CPU tensor over ranks (identity for a single process)."""
-    if ctx.world == 1:
-        return values
-    return _all_reduce_sum(values, ctx) / ctx.world
-
-
-def _all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """Sum a CPU tensor over ranks (NCCL reduces on the rank's GPU)."""
-    out = values.to(torch.device("cuda", ctx.local_rank)) if _nccl() else values.clone()
-    dist.all_reduce(out)
-    return out.cpu()
-
-
-def _nccl() -> bool:
-    return dist.is_initialized() and dist.get_backend() == "nccl"
-
-
-# Settings that do not change the result: a run may resume with other values of them.
-_NOT_IDENTITY = ("workers", "log_every", "checkpoint_every")
-
-
-def _run_identity(
-    cfg: TrainConfig, record: Mapping[str, Any] | None, seed: int, dataset: Any, total: int
-) -> dict[str, str]:
-    """What a checkpoint must match to be resumed: code, settings, seed, data (as JSON).
-
-    The record's ``train`` entry (the jobs record the training settings there too) is left out
-    of ``config``: the training settings are compared without the result-neutral ones.
-    """
-    train_cfg = {k: v for k, v in asdict(cfg).items() if k not in _NOT_IDENTITY}
-    fingerprint = getattr(dataset, "fingerprint", None)
-    fields = {
-        "code": code_digest(),
-        "training settings": {**train_cfg, "steps": total, "seed": seed},
-        "config": {k: v for k, v in (record or {}).items() if k != "train"},
-        "data": fingerprint() if callable(fingerprint) else None,
-    }
-    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in fields.items()}
-
-
-def _stale(saved: Mapping[str, str] | None, current: Mapping[str, str]) -> str | None:
-    """Name what differs between a checkpoint's identity and this run's; None if nothing."""
-    if saved is None:
-        return "or unrecorded code, settings and data"
-    differ = [k for k in current if saved.get(k) != current[k]]
-    return " and ".join(differ) or None
-
-
-def _preempted(guard: _PreemptionGuard, ctx: DistContext) -> bool:
-    """Whether any rank received a preemption signal (all ranks then stop at this step)."""
-    flag = torch.tensor([0.0 if guard.signum is None else 1.0])
-    if ctx.world == 1:
-        return bool(flag.item())
-    return bool(_all_reduce_sum(flag, ctx).item() > 0)
-
-
 def _duration(seconds: float) -> str:
     """``1h02m``, ``4m05s`` or ``12s``."""
     s = round(seconds)
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Keep only the log lines of steps already done (a resumed run redoes the rest).
-
-    A line that is not a JSON record with a step (the half-written last line of a killed job)
-    is dropped with a warning naming the file.
-    """
-    if not path.exists():
-        return
-    kept, dropped = [], 0
-    for ln in path.read_text(errors="replace").splitlines():
-        try:
-            done = int(json.loads(ln)["step"]) <= step
-        except (ValueError, KeyError, TypeError):
-            dropped += bool(ln)
-            continue
-        if done:
-            kept.append(ln)
-    if dropped:
-        log.warning("%s: dropped %d unreadable line(s) (a killed job's last write?)", path, dropped)
-    path.write_text("".join(f"{ln}\n" for ln in kept))
 
 
 def train(
@@ -393,7 +189,7 @@ def train(
     )
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _schedule(total, warmup, cfg.min_lr_ratio)
+        optimizer, warmup_cosine(total, warmup, cfg.min_lr_ratio)
     )
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = getattr(torch, cfg.amp_dtype)
@@ -401,9 +197,9 @@ def train(
 
     # --- resume --------------------------------------------------------------------------------
     step, resumed_from = 0, None
-    identity = _run_identity(cfg, record, seed, dataset, total)
+    identity = run_identity(asdict(cfg), record, seed, dataset, total)
     ckpt = load_checkpoint(ckpt_path, set_aside=ctx.main)
-    stale = None if ckpt is None else _stale(ckpt.get("identity"), identity)
+    stale = None if ckpt is None else stale_fields(ckpt.get("identity"), identity)
     if stale:
         log.warning(
             "ignoring %s: it was written by a run with other %s; training starts afresh",
@@ -420,7 +216,7 @@ def train(
         step = resumed_from = int(ckpt["step"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
     if ctx.main:
-        _truncate_log(log_path, step)
+        truncate_log(log_path, step)
     step_loss = compile_step(_step_fn(task, ctx, device), device, cfg.compile)
 
     def checkpoint() -> None:
@@ -452,10 +248,10 @@ def train(
     # --- loop ----------------------------------------------------------------------------------
     model.train()
     log_target = log_path if ctx.main else os.devnull
-    with open(log_target, "a") as log_file, _PreemptionGuard() as preemption:
+    with open(log_target, "a") as log_file, PreemptionGuard() as preemption:
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
-        steplog = StepLog(log_file, lambda v: _reduce_mean(v, ctx), ckpt_path)
+        steplog = StepLog(log_file, lambda v: reduce_mean(v, ctx), ckpt_path)
         # One loader for the run: its workers persist across epochs; the epoch travels with
         # each index to them, so the batches are those of a single process.
         sampler = EpochBatches()
@@ -475,7 +271,7 @@ def train(
                     os.kill(os.getpid(), signal.SIGKILL)
                 if step == term_at:
                     os.kill(os.getpid(), signal.SIGTERM)
-                if _preempted(preemption, ctx):
+                if preempted(preemption, ctx):
                     steplog.flush()
                     checkpoint()
                     barrier()  # rank 0's checkpoint is on disk before any rank exits

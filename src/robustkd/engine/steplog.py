@@ -13,16 +13,20 @@ lines are the same as if they had been written step by step.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import torch
 
 from robustkd.engine.checkpoint import NonFiniteError
 
-__all__ = ["StepLog"]
+__all__ = ["StepLog", "truncate_log"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,3 +111,25 @@ class StepLog:
             self.file.write(json.dumps(line) + "\n")
         self.file.flush()
         return self.last
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep only the log lines of steps already done (a resumed run redoes the rest).
+
+    A line that is not a JSON record with a step (the half-written last line of a killed job)
+    is dropped with a warning naming the file.
+    """
+    if not path.exists():
+        return
+    kept, dropped = [], 0
+    for ln in path.read_text(errors="replace").splitlines():
+        try:
+            done = int(json.loads(ln)["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            dropped += bool(ln)
+            continue
+        if done:
+            kept.append(ln)
+    if dropped:
+        log.warning("%s: dropped %d unreadable line(s) (a killed job's last write?)", path, dropped)
+    path.write_text("".join(f"{ln}\n" for ln in kept))
