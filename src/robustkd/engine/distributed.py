@@ -5,6 +5,10 @@ every process (rank) builds the same model, takes its contiguous slice of each *
 and DDP averages the gradients, so N processes at global batch B step like one process at B.
 Rank 0 alone writes checkpoints, logs, weights, metrics and provenance.
 
+The launcher (:func:`run_job`) is handed what to run as an importable ``"module:function"``
+reference (``"robustkd.engine.jobs:distill_job"``, ``"robustkd.craft.jobs:student_job"``), which
+each rank imports itself: the engine knows no study's jobs.
+
 Exactness across world sizes (what ``tests/test_distributed.py`` checks):
 
 - The batches of an epoch are drawn for the global batch (:func:`~robustkd.engine.data.
