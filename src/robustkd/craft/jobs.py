@@ -55,8 +55,7 @@ from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
 from robustkd.engine.distributed import is_main
-from robustkd.engine.loop import resolve_device, train
-from robustkd.engine.optim import TrainConfig
+from robustkd.engine.loop import TrainConfig, resolve_device, train
 from robustkd.provenance import now_iso, run_wildcards, write_provenance
 from robustkd.readback import UnreadableFileError, load_array, load_weights
 
