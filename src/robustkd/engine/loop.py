@@ -45,6 +45,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
+from robustkd.distortions.mixed import draw_counts
 from robustkd.engine.accel import compile_step
 from robustkd.engine.checkpoint import load_checkpoint, restore_rng, save_checkpoint
 from robustkd.engine.data import (
@@ -57,7 +58,6 @@ from robustkd.engine.data import (
 from robustkd.engine.distributed import DistContext, barrier, context
 from robustkd.engine.steplog import StepLog
 from robustkd.errors import RobustKDError
-from robustkd.mixed import draw_counts
 from robustkd.provenance import code_digest
 
 __all__ = [
