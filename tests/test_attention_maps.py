@@ -1,6 +1,7 @@
 """Fig 4's attention maps: the job (tiny ViTs, a tiny prepared set) and the figure's reader."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from robustkd.models.backbones import create_backbone
 from robustkd.report.figures import severity_label
 from robustkd.report.paper import fig4_panels
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "timm_name": "vit_tiny_patch16_224",
     "weights": None,
@@ -90,3 +92,20 @@ def test_job_writes_the_figure_arrays_and_provenance(tmp_path, job_inputs):
     assert list(panels[0].maps) == ["Teacher (clean)", "Ours (distorted)", "Supervised (distorted)"]
     np.testing.assert_array_equal(panels[4].maps["Ours (distorted)"], attention[1, 1, 1])
     assert panels[4].clean.shape == panels[4].distorted.shape == (16, 16, 3)
+
+
+def _rule(smk: str, name: str) -> str:
+    text = (ROOT / "workflow" / "rules" / smk).read_text()
+    start = text.index(f"rule {name}:")
+    end = text.find("\nrule ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_the_figure_rule_reads_only_the_maps_file():
+    """make_fig4 draws from the job's file: no model, no data; the job has the usual anatomy."""
+    draw = _rule("report.smk", "make_fig4")
+    inputs = draw.split("input:", 1)[1].split("output:", 1)[0].split()
+    assert inputs == ["npz=FIG4_ATTENTION,"]
+    job = _rule("evaluate.smk", "attention_maps")
+    for part in ("unpack(get_fig4_inputs)", "npz=FIG4_ATTENTION", "log:", "resources:", "params:"):
+        assert part in job, part

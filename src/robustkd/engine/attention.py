@@ -27,6 +27,12 @@ import numpy as np
 import torch
 
 from robustkd.atomic import atomic_write_bytes
+from robustkd.data.prepared import PreparedDataset
+from robustkd.distortions import seeded_generator
+from robustkd.engine.data import load_image_set, to_unit_float
+from robustkd.engine.jobs import input_view, load_classifier, resolve_distortion
+from robustkd.models.backbones import create_backbone
+from robustkd.models.taps import vit_forward
 from robustkd.provenance import now_iso, write_provenance
 
 __all__ = ["MAPS", "attention_grid", "attention_maps", "attention_maps_job"]
@@ -48,8 +54,6 @@ def attention_grid(backbone: torch.nn.Module, image: torch.Tensor) -> np.ndarray
     Returns:
         (h, w) float32 attention weights summing to 1 (h = w = sqrt of the number of patches).
     """
-    from robustkd.models.taps import vit_forward
-
     logits = vit_forward(backbone.eval(), image[None], with_attention=True).attn_logits
     attn = logits.float().softmax(dim=-1).mean(dim=1)[0]  # (N,): mean over heads
     side = int(round(attn.numel() ** 0.5))
@@ -90,12 +94,6 @@ def attention_maps(
     Raises:
         ValueError: ``ours``, ``supervised`` and ``distortions`` differ in length.
     """
-    from robustkd.data.prepared import PreparedDataset
-    from robustkd.distortions import seeded_generator
-    from robustkd.engine.data import load_image_set, to_unit_float
-    from robustkd.engine.jobs import input_view, load_classifier, resolve_distortion
-    from robustkd.models.backbones import create_backbone
-
     prepared = PreparedDataset(data_dir)
     view, normalize = input_view(views, backbone)
     val = load_image_set(prepared, "val", view, train=False, preload_size=views.get("preload_size"))
