@@ -244,6 +244,43 @@ def test_any_output_file_can_be_audited(chain):
         assert result.problems[0].path == "results/data/toy/images/train/img0.png"
 
 
+def test_a_figure_is_walked_through_the_job_that_made_its_data(chain, capsys):
+    """Fig 4: the figure's record -> the attention maps job's file -> the models and data."""
+    npz = _write(Path("results/eval/fig4/attention.npz"), b"maps" * 50)
+    models = [
+        "results/teachers/vit/model.pth",
+        "results/distill/ours/mask/seed0/student.pth",
+        "results/finetune/toy/supervised/mask/frac1/seed0/model.pth",
+    ]
+    write_provenance(
+        "results/eval/fig4/provenance.json",
+        rule="attention_maps",
+        inputs=[*models, "results/data/toy/manifest.csv"],
+        outputs=[npz],
+        seed=0,
+    )
+    figure = [_write(Path(f"results/figures/fig4.{e}"), e.encode() * 30) for e in ("png", "csv")]
+    write_provenance(
+        "results/figures/fig4.provenance.json", rule="make_fig4", inputs=[npz], outputs=figure
+    )
+    for target in ("results/figures/fig4.csv", "results/figures/fig4.provenance.json"):
+        result, out = _audit(target)
+        assert result.ok, (target, result.problems)
+        for text in (
+            "<- make_fig4  results/figures/fig4.provenance.json",
+            "<- attention_maps  results/eval/fig4/provenance.json",
+            "<- distill  results/distill/ours/mask/seed0/provenance.json",
+            "<- finetune  results/finetune/toy/supervised/mask/frac1/seed0/provenance.json",
+            "<- prepare_toy  results/data/toy/provenance.json",
+        ):
+            assert text in out, (target, text)
+    with flipped(Path(models[1])):
+        result, _ = _audit("results/figures/fig4.png")
+        assert result.problems[0].path == models[1]
+    assert main(["audit", "results/figures/fig4.csv", "--cell", "a", "b"]) == 2
+    assert "--cell applies to tables only" in capsys.readouterr().err
+
+
 def test_any_output_folder_can_be_audited(chain, capsys):
     """A prepared dataset, a run folder, a folder above several runs, a tables folder."""
     for target in ("results/data/toy", "results/data/toy/", "./results/data/toy"):

@@ -12,8 +12,8 @@ from scipy import stats
 
 from robustkd.config import distortion_entry, load_config
 from robustkd.distortions import batch_shard, create_distortion, seeded_generator
+from robustkd.distortions.mixed import CLEAN, COUNT_PREFIX, MixedDistortion, draw_counts
 from robustkd.errors import ConfigError
-from robustkd.mixed import CLEAN, COUNT_PREFIX, MixedDistortion, draw_counts
 
 SETTINGS = {
     "mask-0.90": {"family": "mask", "p": 0.9},

@@ -48,6 +48,7 @@ PROVENANCE = "provenance.json"
 # Where tables live, for a table given by name (``table1``, ``craft_table``).
 TABLE_DIRS = ("results/tables", "results/craft/tables")
 _TABLE_SUFFIXES = (".provenance.json", ".csv", ".md", ".tex", ".html")
+_FIGURE_SUFFIXES = (".provenance.json", ".png", ".pdf", ".csv")
 # Pipeline outputs live here; a file here must have a provenance record.
 _RESULTS = "results"
 
@@ -700,6 +701,23 @@ def _is_table(text: str, root: Path) -> bool:
     return in_tables or (root / cand).is_file()
 
 
+def _figure_record(text: str, root: Path) -> str | None:
+    """The job record of a figure given by any of its files, or None if ``text`` is none.
+
+    A figure's record (``results/figures/fig4.provenance.json`` for ``fig4.png``, ``.pdf``,
+    ``.csv``) is an ordinary job record, no ``table`` in it, walked like any other link.
+    """
+    stem = next((text[: -len(s)] for s in _FIGURE_SUFFIXES if text.endswith(s)), None)
+    if stem is None or _norm(Path(text).parent) in {_norm(d) for d in TABLE_DIRS}:
+        return None
+    cand = f"{stem}.provenance.json"
+    try:
+        rec = json.loads((root / cand).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return _norm(cand) if isinstance(rec, dict) and "table" not in rec else None
+
+
 def _folder_records(folder: str, root: Path) -> list[str]:
     """A folder's own ``provenance.json``, else every record below it (tables' too), sorted."""
     if (root / folder / PROVENANCE).is_file():
@@ -736,10 +754,11 @@ def audit(
     root: str | os.PathLike[str] = ".",
     echo: Callable[[str], None] = print,
 ) -> AuditResult:
-    """Audit a table (every cell, or one) or any output file of the pipeline.
+    """Audit a table (every cell, or one), a figure or any output file of the pipeline.
 
     Args:
-        target: A table (name or any of its files), a file under ``results/``, a job's
+        target: A table (name or any of its files), a figure (any of its files: the job that
+            drew it, then the jobs that made its data), a file under ``results/``, a job's
             ``provenance.json``, or a folder the pipeline wrote (a prepared dataset, a run
             folder: the job whose ``provenance.json`` it holds; a folder above several runs or
             tables: each of them).
@@ -758,7 +777,13 @@ def audit(
     root = Path(root)
     auditor = Auditor(root, echo)
     text = os.fspath(target)
-    if _is_table(text, root):
+    figure = _figure_record(text, root)
+    if figure is not None:
+        if cell is not None:
+            raise AuditError(f"{text}: --cell applies to tables only")
+        _check_record(_load_json(root / figure, "provenance record"), Path(figure))
+        auditor.audit_link(figure)
+    elif _is_table(text, root):
         auditor.audit_table(find_table_provenance(text, root), cell)
     else:
         if cell is not None:

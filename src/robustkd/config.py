@@ -84,8 +84,8 @@ def distortion_entry(config: Mapping[str, Any], name: str) -> dict[str, Any]:
 
     A ``family: mixed`` entry names its settings (``settings: [mask-0.75, ...]``, default:
     ``experiments.table1.distortions``); here ``settings`` becomes name -> entry, the form
-    :class:`robustkd.mixed.MixedDistortion` is built from. Other entries are returned as they
-    are (copied).
+    :class:`robustkd.distortions.mixed.MixedDistortion` is built from. Other entries are
+    returned as they are (copied).
 
     Args:
         config: The merged config.

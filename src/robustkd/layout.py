@@ -25,6 +25,7 @@ __all__ = [
     "DATASET_LABELS",
     "CLEAN_TEST",
     "DISTILL_METHODS",
+    "FIG4_ATTENTION",
     "FINETUNE_KINDS",
     "IMPLEMENTED_METHODS",
     "METHOD_LABELS",
@@ -137,6 +138,10 @@ def finetune_runs(
     else:
         raise KeyError(f"unknown fine-tuning kind {kind!r} (known: {FINETUNE_KINDS})")
     return [(d, f, s) for d, f in pairs for s in seeds]
+
+
+# Fig 4's attention maps (rule attention_maps; provenance.json beside it).
+FIG4_ATTENTION = "results/eval/fig4/attention.npz"
 
 
 def ladder_file(method: str, distortion: str) -> str:

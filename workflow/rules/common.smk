@@ -20,6 +20,7 @@ from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.layout import (
     CLEAN_TEST,
     DISTILL_METHODS,
+    FIG4_ATTENTION,
     FINETUNE_KINDS,
     IMPLEMENTED_METHODS,
     PRETRAINED_METHODS,

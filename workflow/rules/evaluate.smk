@@ -23,3 +23,29 @@ rule evaluate_ladder:
         seeds=SEEDS,
     script:
         "../scripts/evaluate_ladder.py"
+
+
+# Fig 4's attention maps (seed 0): the teacher on clean images, our students and the
+# supervised classifiers on distorted ones; rule make_fig4 only draws them.
+rule attention_maps:
+    input:
+        unpack(get_fig4_inputs),
+    output:
+        npz=FIG4_ATTENTION,
+        prov=str(Path(FIG4_ATTENTION).parent / "provenance.json"),
+    log:
+        "logs/attention_maps/fig4.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        backbone=get_backbone_spec("vit"),
+        distortions=get_fig4_distortions(),
+        images=config["experiments"]["fig4"]["images"],
+        views=config["views"],
+        seed=SEEDS[0],
+    script:
+        "../scripts/attention_maps.py"

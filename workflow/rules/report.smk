@@ -58,7 +58,7 @@ rule make_figure:
 
 rule make_fig4:
     input:
-        unpack(get_fig4_inputs),
+        npz=FIG4_ATTENTION,
     output:
         png=report(
             "results/figures/fig4.png",
@@ -75,10 +75,6 @@ rule make_fig4:
     conda:
         "../../envs/torch.yaml"
     params:
-        backbone=get_backbone_spec("vit"),
-        distortions=get_fig4_distortions(),
-        images=config["experiments"]["fig4"]["images"],
-        views=config["views"],
         seed=SEEDS[0],
     script:
         "../scripts/make_fig4.py"

@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
+from robustkd.distortions.mixed import draw_counts
 from robustkd.engine.accel import compile_step
 from robustkd.engine.checkpoint import (
     load_checkpoint,
@@ -62,7 +63,6 @@ from robustkd.engine.distributed import DistContext, barrier, context, reduce_me
 from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
 from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
 from robustkd.engine.steplog import StepLog, truncate_log
-from robustkd.mixed import draw_counts
 
 __all__ = ["KILL_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
 

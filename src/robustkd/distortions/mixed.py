@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustkd.distortions import (
+from robustkd.distortions.base import (
     Distortion,
     create_distortion,
     register_distortion,
