@@ -4,6 +4,6 @@ Modules: :mod:`~robustkd.craft.models` (CIFAR ResNets), :mod:`~robustkd.craft.co
 (the 15 benchmark corruptions x 5 severities), :mod:`~robustkd.craft.losses` (LogitKD,
 attention transfer, CRD, CRAFT), :mod:`~robustkd.craft.tasks` (one training step per method for
 the shared loop), :mod:`~robustkd.craft.evaluate`, :mod:`~robustkd.craft.jobs` (the workflow's
-jobs), :mod:`~robustkd.craft.report` (table and figures) and :mod:`~robustkd.craft.layout`
+jobs), :mod:`~robustkd.craft.report` (the table and figures, a package) and :mod:`~robustkd.craft.layout`
 (output paths; cheap to import).
 """

@@ -100,10 +100,14 @@ class StudentTask:
 
     Attributes:
         model: ``nn.ModuleDict`` with ``"student"`` and the method's trainable extras.
+        config_keys: Settings of the method's config section passed to its constructor.
+        needs_teacher: False for a method trained without the teacher (ERM).
         teacher_views: Teacher forward passes per training image (for the cost report).
     """
 
     method: ClassVar[str] = ""
+    config_keys: ClassVar[tuple[str, ...]] = ()
+    needs_teacher: ClassVar[bool] = True
     teacher_views: int = 1
 
     def __init__(
@@ -125,6 +129,20 @@ class StudentTask:
         self.model = nn.ModuleDict({"student": student, **(extras or {})})
 
     @classmethod
+    def settings(
+        cls, cfg: Mapping[str, Any], *, train_labels: Sequence[int] | Tensor
+    ) -> dict[str, Any]:
+        """The constructor's keyword arguments from the method's config section.
+
+        By default the values of :attr:`config_keys`; methods with more override this.
+
+        Raises:
+            KeyError: A missing setting.
+        """
+        del train_labels  # only CRD's memory bank needs them
+        return {k: cfg[k] for k in cls.config_keys}
+
+    @classmethod
     def build(
         cls,
         student: CifarResNet,
@@ -134,8 +152,13 @@ class StudentTask:
         *,
         train_labels: Sequence[int] | Tensor,
     ) -> StudentTask:
-        """Build the task from its config section (see :func:`create_task`)."""
-        raise NotImplementedError(cls.__name__)
+        """Build the task from its config section (see :func:`create_task`).
+
+        One recipe for every method: the student, the teacher (None for a method that takes
+        no teacher), the normalisation and the method's :meth:`settings`.
+        """
+        kwargs = cls.settings(cfg, train_labels=train_labels)
+        return cls(student, teacher if cls.needs_teacher else None, normalize, **kwargs)
 
     def _teacher(self, x: Tensor) -> Features:
         assert self.teacher is not None
@@ -154,21 +177,8 @@ class StudentTask:
 class ErmTask(StudentTask):
     """ERM: cross-entropy on clean training images."""
 
+    needs_teacher = False
     teacher_views = 0
-
-    @classmethod
-    def build(
-        cls,
-        student: CifarResNet,
-        teacher: CifarResNet,
-        normalize: Callable[[Tensor], Tensor],
-        cfg: Mapping[str, Any],
-        *,
-        train_labels: Sequence[int] | Tensor,
-    ) -> StudentTask:
-        """Build from the method's config section (see :func:`create_task`)."""
-        del teacher, cfg, train_labels  # ERM needs neither
-        return cls(student, None, normalize)
 
     def loss(
         self, images: Tensor, targets: Tensor, generator: torch.Generator
@@ -183,25 +193,12 @@ class ErmTask(StudentTask):
 class LogitKDTask(StudentTask):
     """LogitKD: ``L_ERM + lambda_KD L_KD`` (section 3.2)."""
 
+    config_keys = ("lambda_kd", "temperature")
+
     def __init__(self, *args: Any, lambda_kd: float, temperature: float, **kw: Any) -> None:
         """Set ``lambda_kd`` and the KD temperature; other arguments as :class:`StudentTask`."""
         super().__init__(*args, **kw)
         self.lambda_kd, self.temperature = lambda_kd, temperature
-
-    @classmethod
-    def build(
-        cls,
-        student: CifarResNet,
-        teacher: CifarResNet,
-        normalize: Callable[[Tensor], Tensor],
-        cfg: Mapping[str, Any],
-        *,
-        train_labels: Sequence[int] | Tensor,
-    ) -> StudentTask:
-        """Build from the method's config section (see :func:`create_task`)."""
-        return cls(
-            student, teacher, normalize, lambda_kd=cfg["lambda_kd"], temperature=cfg["temperature"]
-        )
 
     def loss(
         self, images: Tensor, targets: Tensor, generator: torch.Generator
@@ -219,26 +216,13 @@ class LogitKDTask(StudentTask):
 class AttentionKDTask(StudentTask):
     """AttentionKD: ``L_ERM + lambda_feat L_feat`` on the configured layers (section 3.2)."""
 
+    config_keys = ("lambda_feat", "layers")
+
     def __init__(self, *args: Any, lambda_feat: float, layers: Sequence[str], **kw: Any) -> None:
         """Set ``lambda_feat`` and the layers; other arguments as :class:`StudentTask`."""
         super().__init__(*args, **kw)
         self.lambda_feat = lambda_feat
         self.layers = layer_indices(layers, self.student)
-
-    @classmethod
-    def build(
-        cls,
-        student: CifarResNet,
-        teacher: CifarResNet,
-        normalize: Callable[[Tensor], Tensor],
-        cfg: Mapping[str, Any],
-        *,
-        train_labels: Sequence[int] | Tensor,
-    ) -> StudentTask:
-        """Build from the method's config section (see :func:`create_task`)."""
-        return cls(
-            student, teacher, normalize, lambda_feat=cfg["lambda_feat"], layers=cfg["layers"]
-        )
 
     def loss(
         self, images: Tensor, targets: Tensor, generator: torch.Generator
@@ -257,6 +241,8 @@ class AttentionKDTask(StudentTask):
 @_register("crd")
 class CRDTask(StudentTask):
     """CRD: ``L_ERM + lambda_crd L_CRD`` on the penultimate features (Tian et al.)."""
+
+    config_keys = ("lambda_crd", "feat_dim", "nce_k", "nce_t", "nce_m")
 
     def __init__(
         self,
@@ -299,20 +285,11 @@ class CRDTask(StudentTask):
         self.pools, self.pool_sizes = negative_pools(train_labels)
 
     @classmethod
-    def build(
-        cls,
-        student: CifarResNet,
-        teacher: CifarResNet,
-        normalize: Callable[[Tensor], Tensor],
-        cfg: Mapping[str, Any],
-        *,
-        train_labels: Sequence[int] | Tensor,
-    ) -> StudentTask:
-        """Build from the method's config section (see :func:`create_task`)."""
-        keys = ("lambda_crd", "feat_dim", "nce_k", "nce_t", "nce_m")
-        return cls(
-            student, teacher, normalize, train_labels=train_labels, **{k: cfg[k] for k in keys}
-        )
+    def settings(
+        cls, cfg: Mapping[str, Any], *, train_labels: Sequence[int] | Tensor
+    ) -> dict[str, Any]:
+        """:attr:`config_keys` and the training labels (the memory bank's rows)."""
+        return {"train_labels": train_labels, **{k: cfg[k] for k in cls.config_keys}}
 
     def loss(
         self, images: Tensor, targets: Tensor, generator: torch.Generator
@@ -376,25 +353,17 @@ class CraftTask(StudentTask):
         self.teacher_views = config.views + 1
 
     @classmethod
-    def build(
-        cls,
-        student: CifarResNet,
-        teacher: CifarResNet,
-        normalize: Callable[[Tensor], Tensor],
-        cfg: Mapping[str, Any],
-        *,
-        train_labels: Sequence[int] | Tensor,
-    ) -> StudentTask:
-        """Build from the method's config section (see :func:`create_task`)."""
-        return cls(
-            student,
-            teacher,
-            normalize,
-            config=CraftConfig.from_config(cfg),
-            layers=cfg["layers"],
-            train_corruptions=cfg["train_corruptions"],
-            train_severities=cfg.get("train_severities", (1, 2, 3, 4, 5)),
-        )
+    def settings(
+        cls, cfg: Mapping[str, Any], *, train_labels: Sequence[int] | Tensor
+    ) -> dict[str, Any]:
+        """The hyperparameters, the layers and the training corruptions and severities."""
+        del train_labels
+        return {
+            "config": CraftConfig.from_config(cfg),
+            "layers": cfg["layers"],
+            "train_corruptions": cfg["train_corruptions"],
+            "train_severities": cfg.get("train_severities", (1, 2, 3, 4, 5)),
+        }
 
     def views(self, images: Tensor, generator: torch.Generator) -> Tensor:
         """The clean batch and its M corrupted copies, (B, V, 3, H, W), clean first."""
