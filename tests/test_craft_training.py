@@ -11,7 +11,7 @@ import torch
 from robustkd.audit import audit
 from robustkd.craft import layout
 from robustkd.craft.jobs import corrupt_testset_job, student_job, teacher_job
-from robustkd.craft.losses import CraftConfig
+from robustkd.craft.losses.craft import CraftConfig
 from robustkd.craft.models import CIFAR_MEAN, CIFAR_STD, CifarResNet, create_cifar_model
 from robustkd.craft.report.job import report_job
 from robustkd.craft.tasks import METHODS, CraftTask, IndexedImages, create_task

@@ -23,16 +23,10 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from robustkd.craft.corruptions import CorruptionMix
-from robustkd.craft.losses import (
-    CraftConfig,
-    CraftObjective,
-    CRDLoss,
-    attention_transfer_loss,
-    kd_loss,
-    negative_pools,
-    pooled_embedding,
-    sample_negatives,
-)
+from robustkd.craft.losses.attention import attention_transfer_loss
+from robustkd.craft.losses.craft import CraftConfig, CraftObjective, pooled_embedding
+from robustkd.craft.losses.crd import CRDLoss, negative_pools, sample_negatives
+from robustkd.craft.losses.logit_kd import kd_loss
 from robustkd.craft.models import CifarResNet, Features
 from robustkd.engine.data import ImageSet
 
@@ -267,7 +261,7 @@ class CRDTask(StudentTask):
             train_labels: Label of every training image (in dataset order).
             feat_dim: Embedding dimension.
             nce_k: Negatives per anchor, drawn from the other classes without replacement
-                when the pool allows (:func:`~robustkd.craft.losses.sample_negatives`).
+                when the pool allows (:func:`~robustkd.craft.losses.crd.sample_negatives`).
             nce_t: Temperature (0.1 in the CRAFT paper's Table 1; 0.07 in CRD's).
             nce_m: Memory momentum.
         """
