@@ -17,24 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from robustkd.atomic import write_json_atomic
-from robustkd.craft.evaluate import TestSuite, pooled_stage_features, stage_alignment
+from robustkd.craft import training
+from robustkd.craft.evaluate import pooled_stage_features, stage_alignment
 from robustkd.craft.models import create_cifar_model
 from robustkd.craft.tasks import create_task
 from robustkd.craft.tasks.base import StudentTask
 from robustkd.craft.teacher_job import load_teacher
-from robustkd.craft.training import (
-    cifar_normalize,
-    keep_freed_memory,
-    read_training_log,
-    save_run,
-    seed_everything,
-    train_images,
-    train_seed,
-    worker_count,
-)
-from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.distributed import is_main
-from robustkd.engine.loop import TrainConfig, resolve_device
+from robustkd.engine.loop import TrainConfig
 from robustkd.provenance import now_iso, run_wildcards
 
 __all__ = ["student_job"]
@@ -99,15 +89,17 @@ def student_job(
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
     """
-    keep_freed_memory()
-    dev = resolve_device(device)
-    workers = worker_count(threads)
-    prepared = PreparedDataset(data_dir)
-    suite = TestSuite(prepared, cifar10c, cifar10c_labels, craft["corruptions"])
+    job = training.load_job_inputs(
+        data_dir=data_dir,
+        craft=craft,
+        train=craft["student"]["train"],
+        cifar10c=cifar10c,
+        cifar10c_labels=cifar10c_labels,
+        threads=threads,
+        device=device,
+    )
+    dev, suite, normalize, cfg, images = job.device, job.suite, job.normalize, job.cfg, job.images
     teacher = load_teacher(craft["teacher"], teacher_weights, suite.n_classes).to(dev)
-    normalize = cifar_normalize().to(dev)
-    cfg = TrainConfig.from_config({**craft["student"]["train"], "workers": workers})
-    images = train_images(prepared, craft["views"])
     objective = _objective(method, craft)
     evaluation = craft["evaluation"]
     batch = int(evaluation["batch_size"])
@@ -119,7 +111,7 @@ def student_job(
     }
     for seed, out in zip(seeds, outputs, strict=True):
         started, out = now_iso(), Path(out)
-        seed_everything(seed)
+        training.seed_everything(seed)
         student = create_cifar_model(craft["student"]["model"], suite.n_classes)
         task = create_task(
             method, student, teacher, normalize, objective, train_labels=images.labels
@@ -132,15 +124,7 @@ def student_job(
             "views": dict(craft["views"]),
             "train": asdict(cfg),
         }
-        summary = train_seed(
-            task,
-            images,
-            cfg,
-            seed=seed,
-            run_dir=out.parent,
-            device=dev,
-            record=record,
-        )
+        summary = training.train_seed(task, job, seed=seed, run_dir=out.parent, record=record)
         if not is_main():
             continue  # data-parallel: rank 0 evaluates and writes
         # --- evaluation: accuracy suite, alignment, curves, cost ------------------------------
@@ -150,7 +134,7 @@ def student_job(
             c: pooled_stage_features(student, normalize, x, batch_size=batch, device=dev)
             for c, x in align_images.items()
         }
-        curves, bad = read_training_log(out.parent / "log.jsonl")
+        curves, bad = training.read_training_log(out.parent / "log.jsonl")
         metrics.update(
             method=method,
             seed=seed,
@@ -162,7 +146,7 @@ def student_job(
             train=summary,
         )
         _write_eval_files(out.parent, metrics, eval_conditions)
-        save_run(
+        training.save_run(
             student,
             out,
             out.parent / "metrics.json",

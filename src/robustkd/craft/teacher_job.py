@@ -14,22 +14,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from robustkd.craft.evaluate import TestSuite
+from robustkd.craft import training
 from robustkd.craft.models import CifarResNet, create_cifar_model, freeze_teacher
 from robustkd.craft.tasks.baselines import ErmTask
-from robustkd.craft.training import (
-    cifar_normalize,
-    keep_freed_memory,
-    read_training_log,
-    save_run,
-    seed_everything,
-    train_images,
-    train_seed,
-    worker_count,
-)
-from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.distributed import is_main
-from robustkd.engine.loop import TrainConfig, resolve_device
 from robustkd.provenance import now_iso
 from robustkd.readback import load_weights
 
@@ -66,33 +54,28 @@ def teacher_job(
     Returns:
         The metrics.
     """
-    keep_freed_memory()
-    started, dev = now_iso(), resolve_device(device)
-    workers = worker_count(threads)
-    spec = craft["teacher"]
+    started, spec = now_iso(), craft["teacher"]
     seed = int(spec.get("seed", 0))
-    prepared = PreparedDataset(data_dir)
-    suite = TestSuite(prepared, cifar10c, cifar10c_labels, craft["corruptions"])
-    seed_everything(seed)
+    job = training.load_job_inputs(
+        data_dir=data_dir,
+        craft=craft,
+        train=spec["train"],
+        cifar10c=cifar10c,
+        cifar10c_labels=cifar10c_labels,
+        threads=threads,
+        device=device,
+    )
+    dev, suite, normalize, cfg = job.device, job.suite, job.normalize, job.cfg
+    training.seed_everything(seed)
     model = create_cifar_model(spec["model"], suite.n_classes)
-    normalize = cifar_normalize().to(dev)
-    cfg = TrainConfig.from_config({**spec["train"], "workers": workers})
-    images = train_images(prepared, craft["views"])
     out_weights = Path(out_weights)
     record = {"teacher": dict(spec), "views": dict(craft["views"]), "train": asdict(cfg)}
-    summary = train_seed(
-        ErmTask(model, None, normalize),
-        images,
-        cfg,
-        seed=seed,
-        run_dir=out_weights.parent,
-        device=dev,
-        record=record,
-    )
+    task = ErmTask(model, None, normalize)
+    summary = training.train_seed(task, job, seed=seed, run_dir=out_weights.parent, record=record)
     if not is_main():
         return {}  # data-parallel: rank 0 evaluates and writes
     metrics = suite.evaluate(model, normalize, int(craft["evaluation"]["batch_size"]), dev)
-    curves, bad = read_training_log(out_weights.parent / "log.jsonl")
+    curves, bad = training.read_training_log(out_weights.parent / "log.jsonl")
     metrics.update(
         seed=seed,
         params=sum(p.numel() for p in model.parameters()),
@@ -101,7 +84,7 @@ def teacher_job(
         curves=curves,
         nan_count=bad,
     )
-    save_run(
+    training.save_run(
         model,
         out_weights,
         Path(out_metrics),

@@ -2,6 +2,7 @@
 
 - :func:`keep_freed_memory`, :func:`worker_count` and :func:`seed_everything`: the process.
 - :func:`cifar_normalize` and :func:`train_images`: what every network sees in training.
+- :func:`load_job_inputs`: both, the test sets and the loop's settings, loaded once per job.
 - :func:`train_seed`: one seed's run of the shared loop :func:`robustkd.engine.loop.train`
   (checkpoint with exact resume, JSON-lines log), on that seed's augmentation stream.
 - :func:`save_run`: its weights, metrics and ``provenance.json``.
@@ -17,6 +18,7 @@ import os
 import random
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +27,22 @@ import torch
 from torch import nn
 
 from robustkd.atomic import write_json_atomic
+from robustkd.craft.evaluate import TestSuite
 from robustkd.craft.models import CIFAR_MEAN, CIFAR_STD
 from robustkd.craft.tasks.base import IndexedImages, StudentTask
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
-from robustkd.engine.loop import TrainConfig, train
+from robustkd.engine.loop import TrainConfig, resolve_device, train
 from robustkd.provenance import write_provenance
 from robustkd.readback import UnreadableFileError
 
 __all__ = [
+    "JobInputs",
     "cifar_normalize",
     "keep_freed_memory",
+    "load_job_inputs",
     "read_training_log",
     "save_run",
     "seed_everything",
@@ -95,25 +100,70 @@ def train_images(prepared: PreparedDataset, views: Mapping[str, Any]) -> ImageSe
     return load_image_set(prepared, "train", view, train=True, preload_size=int(views["size"]))
 
 
-def train_seed(
-    task: StudentTask,
-    images: ImageSet,
-    cfg: TrainConfig,
+@dataclass
+class JobInputs:
+    """What a training job of the study reads once, before its seeds.
+
+    Attributes:
+        device: Where it trains.
+        suite: Its clean and corrupted test sets.
+        normalize: The pixel normalisation (on ``device``).
+        cfg: The loop's settings, with the data-loader workers of the job's threads.
+        images: The training images.
+    """
+
+    device: torch.device
+    suite: TestSuite
+    normalize: Normalize
+    cfg: TrainConfig
+    images: ImageSet
+
+
+def load_job_inputs(
     *,
-    seed: int,
-    run_dir: Path,
-    device: torch.device,
-    record: Mapping[str, Any],
+    data_dir: str | os.PathLike[str],
+    craft: Mapping[str, Any],
+    train: Mapping[str, Any],
+    cifar10c: Mapping[str, str | os.PathLike[str]],
+    cifar10c_labels: str | os.PathLike[str],
+    threads: int,
+    device: str,
+) -> JobInputs:
+    """Set the process up for a training job and load what it reads (once, before its seeds).
+
+    Args:
+        data_dir: Prepared CIFAR-10.
+        craft: The ``craft`` config section (views, corruptions).
+        train: The ``train`` section of the network trained (teacher or student).
+        cifar10c: Corruption -> corrupted test file.
+        cifar10c_labels: Their labels.
+        threads: CPU threads.
+        device: Device name or ``auto``.
+
+    Returns:
+        The inputs.
+    """
+    keep_freed_memory()
+    dev = resolve_device(device)
+    workers = worker_count(threads)
+    prepared = PreparedDataset(data_dir)
+    suite = TestSuite(prepared, cifar10c, cifar10c_labels, craft["corruptions"])
+    normalize = cifar_normalize().to(dev)
+    cfg = TrainConfig.from_config({**train, "workers": workers})
+    images = train_images(prepared, craft["views"])
+    return JobInputs(dev, suite, normalize, cfg, images)
+
+
+def train_seed(
+    task: StudentTask, job: JobInputs, *, seed: int, run_dir: Path, record: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Train ``task`` with the shared loop on seed ``seed``'s augmentation stream of ``images``.
+    """Train ``task`` with the shared loop on seed ``seed``'s stream of the job's images.
 
     Args:
         task: The method's task (its ``.model`` is trained and checkpointed).
-        images: The training images (:func:`train_images`).
-        cfg: Loop settings.
+        job: The job's training images, loop settings and device.
         seed: The run's seed (augmentation stream, loop generators).
         run_dir: Folder of the checkpoint, ``log.jsonl`` and the loop's records.
-        device: Where to train.
         record: The resolved config recorded with the run.
 
     Returns:
@@ -121,11 +171,11 @@ def train_seed(
     """
     return train(
         task,
-        IndexedImages(images.derive(seed=seed)),
-        cfg,
+        IndexedImages(job.images.derive(seed=seed)),
+        job.cfg,
         seed=seed,
         run_dir=run_dir,
-        device=device,
+        device=job.device,
         record=record,
     )
 
