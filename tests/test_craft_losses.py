@@ -6,22 +6,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustkd.craft.losses import (
+from robustkd.craft.losses.attention import attention_map, attention_transfer_loss
+from robustkd.craft.losses.craft import (
     CraftConfig,
     CraftObjective,
-    CRDLoss,
-    attention_map,
-    attention_transfer_loss,
     cross_view_infonce,
     dealignment,
     fragility_direction,
-    kd_loss,
-    nce_loss,
-    negative_pools,
     pooled_embedding,
     reliability,
-    sample_negatives,
 )
+from robustkd.craft.losses.crd import CRDLoss, nce_loss, negative_pools, sample_negatives
+from robustkd.craft.losses.logit_kd import kd_loss
 
 
 def test_kd_matches_the_direct_formula():

@@ -10,11 +10,15 @@ import torch
 
 from robustkd.audit import audit
 from robustkd.craft import layout
-from robustkd.craft.jobs import corrupt_testset_job, student_job, teacher_job
-from robustkd.craft.losses import CraftConfig
+from robustkd.craft.jobs import corrupt_testset_job
+from robustkd.craft.losses.craft import CraftConfig
 from robustkd.craft.models import CIFAR_MEAN, CIFAR_STD, CifarResNet, create_cifar_model
-from robustkd.craft.report import report_job
-from robustkd.craft.tasks import METHODS, CraftTask, IndexedImages, create_task
+from robustkd.craft.report.job import report_job
+from robustkd.craft.student_job import student_job
+from robustkd.craft.tasks import METHODS, create_task
+from robustkd.craft.tasks.base import IndexedImages
+from robustkd.craft.tasks.craft import CraftTask
+from robustkd.craft.teacher_job import teacher_job
 from robustkd.data import PreparedWriter
 from robustkd.data.prepared import PreparedDataset
 from robustkd.data.synthetic import draw_image

@@ -85,7 +85,7 @@ def drive(root: str) -> None:
     import numpy as np
     import torch
 
-    from robustkd.craft.tasks import IndexedImages
+    from robustkd.craft.tasks.base import IndexedImages
     from robustkd.data import PreparedWriter
     from robustkd.data.prepared import PreparedDataset
     from robustkd.data.synthetic import draw_image

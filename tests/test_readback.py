@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from robustkd.craft.evaluate import load_corrupted
-from robustkd.craft.jobs import load_teacher
 from robustkd.craft.models import create_cifar_model
+from robustkd.craft.teacher_job import load_teacher
 from robustkd.data import PreparedWriter
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint

@@ -5,7 +5,7 @@ from robustkd_checkout import use_checkout_package
 
 use_checkout_package(snakemake)
 
-from robustkd.craft.report import report_job
+from robustkd.craft.report.job import report_job
 from robustkd.joblog import configure_job_logging
 
 configure_job_logging(snakemake.log[0])

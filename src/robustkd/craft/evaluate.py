@@ -12,8 +12,10 @@ of any widths and is invariant to rotations of either, is reported beside it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,11 +24,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from robustkd.craft.models import CifarResNet
+from robustkd.data.prepared import PreparedDataset
+from robustkd.engine.distill import Normalize
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.readback import load_array
 
 __all__ = [
     "ArrayImages",
+    "TestSuite",
     "accuracy_suite",
     "linear_cka",
     "load_corrupted",
@@ -193,3 +198,51 @@ def stage_alignment(
             rows.append({"layer": f"stage{i + 1}", "cosine": cos, "cka": linear_cka(t, s)})
         out[cond] = rows
     return out
+
+
+class TestSuite:
+    """The clean and corrupted test sets, loaded once per job."""
+
+    def __init__(
+        self,
+        prepared: PreparedDataset,
+        cifar10c: Mapping[str, str | os.PathLike[str]],
+        cifar10c_labels: str | os.PathLike[str],
+        corruptions: Mapping[str, Any],
+    ) -> None:
+        """Load the test split and its corrupted copy; check that their labels agree."""
+        images, labels = prepared.load_split("test")
+        stored = load_array(cifar10c_labels, "CIFAR-10-C labels")
+        severities = [int(s) for s in corruptions["severities"]]
+        if not np.array_equal(stored, np.tile(labels, len(severities))):
+            raise ValueError(f"{cifar10c_labels}: labels differ from the prepared test split")
+        self.clean = ArrayImages(images, labels)
+        self.corrupted = load_corrupted(cifar10c, labels, severities)
+        self.train = list(corruptions["craft_train"])
+        self.heldout = [c for c in corruptions["evaluate"] if c not in self.train]
+        self.n_classes = len(prepared.classes)
+
+    def alignment_images(self, n: int) -> dict[str, torch.Tensor]:
+        """The first ``n`` test images, clean and under every (corruption, severity)."""
+        out = {"clean": self.clean.tensor(n)}
+        for (name, s), images in self.corrupted.items():
+            out[f"{name}-{s}"] = images.tensor(n)
+        return out
+
+    def evaluate(
+        self, model: CifarResNet, normalize: Normalize, batch_size: int, device: torch.device
+    ) -> dict[str, Any]:
+        """Accuracy of ``model`` on every test set, summarised (see :func:`summarize_accuracy`)."""
+        acc = accuracy_suite(
+            model, normalize, self.clean, self.corrupted, batch_size=batch_size, device=device
+        )
+        summary = summarize_accuracy(acc["corrupted"], self.heldout, self.train)
+        return {
+            "clean": acc["clean"],
+            **summary,
+            "corrupted": acc["corrupted"],
+            "heldout_corruptions": self.heldout,
+            "train_corruptions": self.train,
+            "n_test": len(self.clean),
+            "chance": 100.0 / self.n_classes,
+        }

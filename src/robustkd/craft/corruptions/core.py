@@ -200,6 +200,10 @@ def _rand(shape: Sequence[int], x: Tensor, g: torch.Generator | None) -> Tensor:
     return torch.rand(tuple(shape), generator=g, device=x.device, dtype=torch.float32)
 
 
+def _randn(shape: Sequence[int], x: Tensor, g: torch.Generator | None) -> Tensor:
+    return torch.randn(tuple(shape), generator=g, device=x.device, dtype=x.dtype)
+
+
 def _uniform(
     low: float, high: float, shape: Sequence[int], x: Tensor, g: torch.Generator | None
 ) -> Tensor:

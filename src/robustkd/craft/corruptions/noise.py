@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustkd.craft.corruptions.core import Corruption, _rand, register_corruption
+from robustkd.craft.corruptions.core import Corruption, _rand, _randn, register_corruption
 
 # ----------------------------------------------------------------------------------------------
 # Noise
@@ -25,7 +25,7 @@ class GaussianNoiseC(Corruption):
     IMAGENET_PARAMS = (0.08, 0.12, 0.18, 0.26, 0.38)
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = _randn(x.shape, x, generator)
         return (x + self.c * noise).clamp(0, 1)
 
 
@@ -62,5 +62,5 @@ class SpeckleNoise(Corruption):
     IMAGENET_PARAMS = (0.15, 0.2, 0.35, 0.45, 0.6)
 
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = _randn(x.shape, x, generator)
         return (x + x * noise * self.c).clamp(0, 1)

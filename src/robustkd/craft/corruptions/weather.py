@@ -15,7 +15,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-from robustkd.craft.corruptions.core import Corruption, _randint, _uniform, register_corruption
+from robustkd.craft.corruptions.core import (
+    Corruption,
+    _randint,
+    _randn,
+    _uniform,
+    register_corruption,
+)
 from robustkd.craft.corruptions.ops import (
     _clipped_zoom,
     _mapsize,
@@ -61,9 +67,7 @@ class Snow(Corruption):
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         loc, scale, zoom, threshold, radius, sigma, blend = self.c
         b, _, h, w = x.shape
-        flakes = loc + scale * torch.randn(
-            (b, 1, h, w), generator=generator, device=x.device, dtype=x.dtype
-        )  # (B, 1, H, W)
+        flakes = loc + scale * _randn((b, 1, h, w), x, generator)  # (B, 1, H, W)
         flakes = _clipped_zoom(flakes.to(torch.float64), zoom)  # float64, as numpy's draw
         flakes = torch.where(flakes < threshold, torch.zeros_like(flakes), flakes)
         flakes = torch.floor(flakes.clamp(0, 1) * 255) / 255  # to an 8-bit grey image
