@@ -11,7 +11,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "robustkd.craft.jobs:student_job",
+    "robustkd.craft.student_job:student_job",
     {
         "method": snakemake.wildcards.craft_method,
         "data_dir": snakemake.input.data,

@@ -11,7 +11,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(
-    "robustkd.craft.jobs:teacher_job",
+    "robustkd.craft.teacher_job:teacher_job",
     {
         "data_dir": snakemake.input.data,
         "craft": snakemake.params.craft,

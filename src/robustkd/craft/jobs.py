@@ -21,12 +21,6 @@ import numpy as np
 import torch
 
 from robustkd.craft.corruptions import create_corruption, to_uint8
-
-# TEMPORARY (issue 15): robustkd.engine.distributed's job table still looks the training jobs up
-# here by name; delete these two imports once run_job takes "module:function" references
-# ("robustkd.craft.teacher_job:teacher_job", "robustkd.craft.student_job:student_job").
-from robustkd.craft.student_job import student_job  # noqa: F401  (see above)
-from robustkd.craft.teacher_job import teacher_job  # noqa: F401  (see above)
 from robustkd.craft.training import keep_freed_memory
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator

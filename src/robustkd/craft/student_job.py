@@ -24,7 +24,8 @@ from robustkd.craft.tasks import create_task
 from robustkd.craft.tasks.base import StudentTask
 from robustkd.craft.teacher_job import load_teacher
 from robustkd.engine.distributed import is_main
-from robustkd.engine.loop import TrainConfig
+from robustkd.engine.jobsetup import seed_everything
+from robustkd.engine.optim import TrainConfig
 from robustkd.provenance import now_iso, run_wildcards
 
 __all__ = ["student_job"]
@@ -111,7 +112,7 @@ def student_job(
     }
     for seed, out in zip(seeds, outputs, strict=True):
         started, out = now_iso(), Path(out)
-        training.seed_everything(seed)
+        seed_everything(seed)
         student = create_cifar_model(craft["student"]["model"], suite.n_classes)
         task = create_task(
             method, student, teacher, normalize, objective, train_labels=images.labels

@@ -18,6 +18,7 @@ from robustkd.craft import training
 from robustkd.craft.models import CifarResNet, create_cifar_model, freeze_teacher
 from robustkd.craft.tasks.baselines import ErmTask
 from robustkd.engine.distributed import is_main
+from robustkd.engine.jobsetup import seed_everything
 from robustkd.provenance import now_iso
 from robustkd.readback import load_weights
 
@@ -66,7 +67,7 @@ def teacher_job(
         device=device,
     )
     dev, suite, normalize, cfg = job.device, job.suite, job.normalize, job.cfg
-    training.seed_everything(seed)
+    seed_everything(seed)
     model = create_cifar_model(spec["model"], suite.n_classes)
     out_weights = Path(out_weights)
     record = {"teacher": dict(spec), "views": dict(craft["views"]), "train": asdict(cfg)}

@@ -1,6 +1,6 @@
 """What the CRAFT study's jobs share: process setup, the training images, one seed's run.
 
-- :func:`keep_freed_memory`, :func:`worker_count` and :func:`seed_everything`: the process.
+- :func:`keep_freed_memory`: the process (seeding and threads: :mod:`robustkd.engine.jobsetup`).
 - :func:`cifar_normalize` and :func:`train_images`: what every network sees in training.
 - :func:`load_job_inputs`: both, the test sets and the loop's settings, loaded once per job.
 - :func:`train_seed`: one seed's run of the shared loop :func:`robustkd.engine.loop.train`
@@ -15,7 +15,6 @@ import ctypes
 import json
 import math
 import os
-import random
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +33,9 @@ from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
-from robustkd.engine.loop import TrainConfig, resolve_device, train
+from robustkd.engine.jobsetup import set_threads
+from robustkd.engine.loop import resolve_device, train
+from robustkd.engine.optim import TrainConfig
 from robustkd.provenance import write_provenance
 from robustkd.readback import UnreadableFileError
 
@@ -45,10 +46,8 @@ __all__ = [
     "load_job_inputs",
     "read_training_log",
     "save_run",
-    "seed_everything",
     "train_images",
     "train_seed",
-    "worker_count",
 ]
 
 
@@ -68,19 +67,6 @@ def keep_freed_memory() -> None:
         libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: keep up to 128 MB of free heap
     except (OSError, AttributeError):
         pass
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def worker_count(threads: int) -> int:
-    """Use ``threads`` for intra-op parallelism; return the data-loader worker count."""
-    torch.set_num_threads(max(1, threads))
-    return 0 if threads <= 2 else threads - 1
 
 
 def cifar_normalize() -> Normalize:
@@ -145,7 +131,7 @@ def load_job_inputs(
     """
     keep_freed_memory()
     dev = resolve_device(device)
-    workers = worker_count(threads)
+    workers = set_threads(threads)
     prepared = PreparedDataset(data_dir)
     suite = TestSuite(prepared, cifar10c, cifar10c_labels, craft["corruptions"])
     normalize = cifar_normalize().to(dev)

@@ -6,8 +6,8 @@ and DDP averages the gradients, so N processes at global batch B step like one p
 Rank 0 alone writes checkpoints, logs, weights, metrics and provenance.
 
 The launcher (:func:`run_job`) is handed what to run as an importable ``"module:function"``
-reference (``"robustkd.engine.jobs:distill_job"``, ``"robustkd.craft.jobs:student_job"``), which
-each rank imports itself: the engine knows no study's jobs.
+reference (``"robustkd.engine.jobs:distill_job"``, ``"robustkd.craft.student_job:student_job"``),
+which each rank imports itself: the engine knows no study's jobs.
 
 Exactness across world sizes (what ``tests/test_distributed.py`` checks):
 
