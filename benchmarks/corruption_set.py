@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustkd.craft.corruptions import BENCHMARK_CORRUPTIONS, create_corruption, to_uint8
+from robustkd.corruptions import BENCHMARK_CORRUPTIONS, create_corruption, to_uint8
 from robustkd.distortions import seeded_generator
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from robustkd.craft.corruptions import available_corruptions, create_corruption
+from robustkd.corruptions import available_corruptions, create_corruption
 from robustkd.craft.models import CIFAR_MEAN, CIFAR_STD, CifarResNet, freeze_teacher
 from robustkd.craft.tasks import METHODS, create_task
 from robustkd.distortions import seeded_generator

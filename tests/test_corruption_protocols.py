@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robustkd.craft.corruptions import (
+from robustkd.corruptions import (
     BENCHMARK_CORRUPTIONS,
     PROTOCOLS,
     create_corruption,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustkd.craft.corruptions import (
+from robustkd.corruptions import (
     BENCHMARK_CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     CorruptionMix,
@@ -18,9 +18,9 @@ from robustkd.craft.corruptions import (
     plasma_fractal,
     to_uint8,
 )
-from robustkd.craft.corruptions.blur import _glass_copy_pass
-from robustkd.craft.corruptions.core import _uniform
-from robustkd.craft.corruptions.ops import _motion_blur, _quantize_imagemagick
+from robustkd.corruptions.blur import _glass_copy_pass
+from robustkd.corruptions.core import _uniform
+from robustkd.corruptions.ops import _motion_blur, _quantize_imagemagick
 from robustkd.data.synthetic import draw_image
 from robustkd.distortions import Distortion, seeded_generator
 

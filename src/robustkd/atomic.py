@@ -11,7 +11,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "make_temp_dir", "write_json_atomic"]
+import numpy as np
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "make_temp_dir",
+    "save_npy_atomic",
+    "write_json_atomic",
+]
 
 
 def _umask() -> int:
@@ -77,3 +85,22 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         obj: A JSON-serialisable object.
     """
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` to ``path`` through a temporary file and an atomic rename.
+
+    Args:
+        path: Destination file; its folder is created if needed.
+        array: The array (``np.save`` format).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

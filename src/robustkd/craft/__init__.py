@@ -1,6 +1,6 @@
 """The CRAFT study (paper 004): CIFAR-10 teacher and students under CIFAR-10-C style shift.
 
-Modules: :mod:`~robustkd.craft.models` (CIFAR ResNets), :mod:`~robustkd.craft.corruptions`
+Modules: :mod:`~robustkd.craft.models` (CIFAR ResNets), :mod:`~robustkd.corruptions`
 (the 15 benchmark corruptions x 5 severities, one module per group),
 :mod:`~robustkd.craft.losses` (one module per loss family: logit KD, attention transfer, CRD,
 CRAFT), :mod:`~robustkd.craft.tasks` (one training step per method for the shared loop),

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from robustkd.craft.corruptions import create_corruption, to_uint8
+from robustkd.atomic import save_npy_atomic
+from robustkd.corruptions import corruption_key, create_corruption, to_uint8
 from robustkd.craft.training import keep_freed_memory
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator
@@ -29,23 +29,6 @@ from robustkd.provenance import now_iso, write_provenance
 __all__ = ["corrupt_testset_job", "corruption_key"]
 
 log = logging.getLogger(__name__)
-
-
-def corruption_key(name: str) -> int:
-    """A stable integer of a corruption's name (a key of its random streams)."""
-    return zlib.crc32(name.encode())
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def corrupt_testset_job(
@@ -81,11 +64,11 @@ def corrupt_testset_job(
             for k, start in enumerate(range(0, len(x), chunk)):
                 g = seeded_generator("cpu", seed, corruption_key(name), int(s), k)
                 parts.append(to_uint8(op(x[start : start + chunk], g)))
-        _save_npy_atomic(Path(outputs[name]), np.concatenate(parts))
+        save_npy_atomic(Path(outputs[name]), np.concatenate(parts))
         log.info(
             "%s: %d images in %.2f s", name, len(x) * len(severities), time.perf_counter() - t0
         )
-    _save_npy_atomic(Path(labels_out), np.tile(labels, len(severities)).astype(np.uint8))
+    save_npy_atomic(Path(labels_out), np.tile(labels, len(severities)).astype(np.uint8))
     out_dir = Path(labels_out).parent
     write_provenance(
         out_dir / "provenance.json",

@@ -1,7 +1,7 @@
 """Corruptions never trained on: the corrupted evaluation set and its evaluation (issue 17).
 
 The fine-tuned classifiers of Table 1 are scored on the 15 benchmark corruptions x 5
-severities of :mod:`robustkd.craft.corruptions` (one implementation; the ``cifar10c``
+severities of :mod:`robustkd.corruptions` (one implementation; the ``cifar10c``
 parameters at the miniature's 32 px, the ``imagenetc`` ones, ``make_imagenet_c.py``, at the
 paper's 224 px), applied to the evaluation view of the validation images (Resize(S 256/224) +
 CenterCrop(S), the view every model is tested on), as the released benchmarks apply them to
@@ -34,9 +34,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robustkd.atomic import write_json_atomic
-from robustkd.craft.corruptions import PROTOCOLS, create_corruption, to_uint8
-from robustkd.craft.jobs import _save_npy_atomic, corruption_key
+from robustkd.atomic import save_npy_atomic, write_json_atomic
+from robustkd.corruptions import PROTOCOLS, corruption_key, create_corruption, to_uint8
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator
 from robustkd.engine.data import ViewConfig, epoch_batches, load_image_set, make_loader
@@ -160,10 +159,10 @@ def corrupt_evalset_job(
                 x = clean[start : start + int(chunk)].float() / 255.0  # (B, 3, S, S)
                 g = seeded_generator("cpu", seed, corruption_key(name), int(s), k)
                 parts.append(to_uint8(op(x, g)))  # (B, S, S, 3) uint8
-        _save_npy_atomic(Path(outputs[name]), np.concatenate(parts))
+        save_npy_atomic(Path(outputs[name]), np.concatenate(parts))
         seconds[name] = time.perf_counter() - t0
         log.info("%s: %d images in %.2f s", name, len(clean) * len(severities), seconds[name])
-    _save_npy_atomic(Path(labels_out), labels.astype(np.uint8))
+    save_npy_atomic(Path(labels_out), labels.astype(np.uint8))
     files = [*map(Path, outputs.values()), Path(labels_out)]
     stats = {
         "seconds": seconds,

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from robustkd.corruptions import corruption_family
 from robustkd.craft import layout
-from robustkd.craft.corruptions import corruption_family
 from robustkd.craft.report.runs import Runs, corruption_label, corruption_names, method_label
 from robustkd.report.tables import Cell, TableSpec, build_table, with_reference_comparisons
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustkd.craft.corruptions import CorruptionMix
+from robustkd.corruptions import CorruptionMix
 from robustkd.craft.losses.craft import CraftConfig, CraftObjective, pooled_embedding
 from robustkd.craft.models import CifarResNet
 from robustkd.craft.tasks.base import StudentTask, layer_indices, register_task

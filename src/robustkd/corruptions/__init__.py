@@ -8,11 +8,11 @@ scikit-image)::
     c = create_corruption("motion_blur", severity=3)
     xc = c(x, generator=g)  # x: (B, 3, H, W) float pixels in [0, 1]; same shape out
 
-Layout: one module per benchmark group, :mod:`~robustkd.craft.corruptions.noise`,
-:mod:`~robustkd.craft.corruptions.blur`, :mod:`~robustkd.craft.corruptions.weather` and
-:mod:`~robustkd.craft.corruptions.digital` (each registers its corruptions on import);
-:mod:`~robustkd.craft.corruptions.core` holds the registry, the base class, :func:`to_uint8`
-and :class:`CorruptionMix`, :mod:`~robustkd.craft.corruptions.ops` the image operations they
+Layout: one module per benchmark group, :mod:`~robustkd.corruptions.noise`,
+:mod:`~robustkd.corruptions.blur`, :mod:`~robustkd.corruptions.weather` and
+:mod:`~robustkd.corruptions.digital` (each registers its corruptions on import);
+:mod:`~robustkd.corruptions.core` holds the registry, the base class, :func:`to_uint8`
+and :class:`CorruptionMix`, :mod:`~robustkd.corruptions.ops` the image operations they
 share. This package re-exports the public names.
 
 **Two protocols, one implementation.** Every corruption takes ``protocol="cifar10c"`` (the
@@ -85,8 +85,8 @@ the clean image grows with severity for every corruption but four (elastic trans
 blur, frost, saturate), whose patterns another test pins.
 """
 
-from robustkd.craft.corruptions import blur, digital, noise, weather  # noqa: F401 (registration)
-from robustkd.craft.corruptions.core import (
+from robustkd.corruptions import blur, digital, noise, weather  # noqa: F401 (registration)
+from robustkd.corruptions.core import (
     BENCHMARK_CORRUPTIONS,
     EXTRA_CORRUPTIONS,
     FAMILIES,
@@ -96,13 +96,14 @@ from robustkd.craft.corruptions.core import (
     CorruptionMix,
     available_corruptions,
     corruption_family,
+    corruption_key,
     create_corruption,
     protocol_for_size,
     register_corruption,
     to_uint8,
 )
-from robustkd.craft.corruptions.ops import plasma_fractal
-from robustkd.craft.corruptions.weather import frost_texture
+from robustkd.corruptions.ops import plasma_fractal
+from robustkd.corruptions.weather import frost_texture
 
 __all__ = [
     "BENCHMARK_CORRUPTIONS",
@@ -114,6 +115,7 @@ __all__ = [
     "CorruptionMix",
     "available_corruptions",
     "corruption_family",
+    "corruption_key",
     "create_corruption",
     "frost_texture",
     "plasma_fractal",

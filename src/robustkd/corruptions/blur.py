@@ -1,6 +1,6 @@
 """Blur corruptions: defocus, glass, motion and zoom blur (and the extra Gaussian blur).
 
-Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
+Part of :mod:`robustkd.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
 ``make_imagenet_c.py`` (``IMAGENET_PARAMS``); its
 docstring says where and why we follow the released code.
 """
@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustkd.craft.corruptions.core import Corruption, _randint, _uniform, register_corruption
-from robustkd.craft.corruptions.ops import (
+from robustkd.corruptions.core import Corruption, _randint, _uniform, register_corruption
+from robustkd.corruptions.ops import (
     _clipped_zoom,
     _filter_matrix,
     _gaussian_filter,

@@ -1,6 +1,6 @@
 """Digital corruptions: contrast, elastic transform, pixelate, JPEG (and the extra saturate).
 
-Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
+Part of :mod:`robustkd.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
 ``make_imagenet_c.py`` (``IMAGENET_PARAMS``); its
 docstring says where and why we follow the released code.
 """
@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from robustkd.craft.corruptions.core import Corruption, _uniform, register_corruption
-from robustkd.craft.corruptions.ops import (
+from robustkd.corruptions.core import Corruption, _uniform, register_corruption
+from robustkd.corruptions.ops import (
     _bilinear,
     _gaussian_filter,
     _hsv_to_rgb,

@@ -1,6 +1,6 @@
 """Noise corruptions: Gaussian, shot and impulse noise (and the extra speckle noise).
 
-Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
+Part of :mod:`robustkd.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
 ``make_imagenet_c.py`` (``IMAGENET_PARAMS``); its
 docstring says where and why we follow the released code.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustkd.craft.corruptions.core import Corruption, _rand, _randn, register_corruption
+from robustkd.corruptions.core import Corruption, _rand, _randn, register_corruption
 
 # ----------------------------------------------------------------------------------------------
 # Noise

@@ -1,6 +1,6 @@
 """Weather corruptions: snow, frost, fog and brightness.
 
-Part of :mod:`robustkd.craft.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
+Part of :mod:`robustkd.corruptions`: parameters from ``make_cifar_c.py`` (``PARAMS``) and
 ``make_imagenet_c.py`` (``IMAGENET_PARAMS``); its
 docstring says where and why we follow the released code.
 """
@@ -15,14 +15,14 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from torch import Tensor
 
-from robustkd.craft.corruptions.core import (
+from robustkd.corruptions.core import (
     Corruption,
     _randint,
     _randn,
     _uniform,
     register_corruption,
 )
-from robustkd.craft.corruptions.ops import (
+from robustkd.corruptions.ops import (
     _clipped_zoom,
     _mapsize,
     _motion_blur,

@@ -1,10 +1,11 @@
 """The corruption registry, the base class, 8-bit output, random draws and the mixture.
 
-Part of :mod:`robustkd.craft.corruptions` (its docstring gives the conventions).
+Part of :mod:`robustkd.corruptions` (its docstring gives the conventions).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -179,6 +180,11 @@ def protocol_for_size(size: int) -> str:
         f"no corruption protocol is published for {size} px images (CIFAR-10-C: 32, "
         f"ImageNet-C: 224); set the protocol explicitly"
     )
+
+
+def corruption_key(name: str) -> int:
+    """A stable integer of a corruption's name (a key of its random streams)."""
+    return zlib.crc32(name.encode())
 
 
 def to_uint8(x: Tensor) -> np.ndarray:

@@ -3,7 +3,7 @@
 Border rules, separable filters as matrices (and scipy's own summation order where bits
 matter), scipy's zoom, ImageMagick's motion blur and 8-bit output, bilinear sampling, PIL per
 image, skimage's HSV arithmetic, 8-bit levels and the diamond-square plasma fractal. Part of
-:mod:`robustkd.craft.corruptions`.
+:mod:`robustkd.corruptions`.
 """
 
 from __future__ import annotations
