@@ -24,14 +24,7 @@ __all__ = ["extract_archive", "fetch_file", "md5sum", "read_checksum_file", "ver
 
 
 def md5sum(path: str | os.PathLike[str]) -> str:
-    """Return the hex md5 digest of a file.
-
-    Args:
-        path: The file to hash.
-
-    Returns:
-        The 32-character lowercase hex digest.
-    """
+    """Return the md5 of the file at ``path`` as 32 lowercase hex digits."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "md5").hexdigest()
 

@@ -57,8 +57,9 @@ def prepare(
         provenance: Provenance fields for the prepared folder.
         class_list: The wnid list (CMC's ImageNet-100). Another list is used as given, with a
             warning in the job's log naming how many classes differ from CMC's; the comparison
-            (:func:`~robustkd.data.imagenet_classes.compare_with_cmc`) is recorded in the provenance as ``class_list``. Not
-            compared when ``exclude_class_list`` is given (a pretraining corpus is not CMC's).
+            (:func:`~robustkd.data.imagenet_classes.compare_with_cmc`) is recorded in the
+            provenance as ``class_list``. Not compared when ``exclude_class_list`` is given (a
+            pretraining corpus is not CMC's).
         n_classes: Use only the first ``n_classes`` wnids of the list (miniature).
         val_labels: Label file for a flat val folder; default ``LOC_val_solution.csv`` beside
             ``train/`` or in the root.
