@@ -144,24 +144,24 @@ class _Cifar(TorchvisionArchive):
 
 
 CIFAR10 = _Cifar(
-    name="cifar10",
-    reader="CIFAR10",
-    archive="cifar-10-python.tar.gz",
-    md5=CIFAR10_MD5,
-    url=CIFAR10_URL,
-    base_folder="cifar-10-batches-py",
-    classes=CIFAR10_CLASSES,
-    native_size=32,
+    "cifar10",
+    "CIFAR10",
+    "cifar-10-python.tar.gz",
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    "cifar-10-batches-py",
+    CIFAR10_CLASSES,
+    32,
 )
 CIFAR100 = _Cifar(
-    name="cifar100",
-    reader="CIFAR100",
-    archive="cifar-100-python.tar.gz",
-    md5=CIFAR100_MD5,
-    url=CIFAR100_URL,
-    base_folder="cifar-100-python",
-    classes=CIFAR100_CLASSES,
-    native_size=32,
+    "cifar100",
+    "CIFAR100",
+    "cifar-100-python.tar.gz",
+    CIFAR100_MD5,
+    CIFAR100_URL,
+    "cifar-100-python",
+    CIFAR100_CLASSES,
+    32,
 )
 prepare_cifar10 = CIFAR10.prepare
 prepare_cifar100 = CIFAR100.prepare

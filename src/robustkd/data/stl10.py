@@ -113,14 +113,14 @@ class _Stl10(TorchvisionArchive):
 
 
 STL10 = _Stl10(
-    name="stl10",
-    reader="STL10",
-    archive="stl10_binary.tar.gz",
-    md5=STL10_MD5,
-    url=STL10_URL,
-    base_folder="stl10_binary",
-    classes=STL10_CLASSES,
-    native_size=96,
+    "stl10",
+    "STL10",
+    "stl10_binary.tar.gz",
+    STL10_MD5,
+    STL10_URL,
+    "stl10_binary",
+    STL10_CLASSES,
+    96,
 )
 prepare_stl10 = STL10.prepare
 write_demo_raw_stl10 = STL10.write_demo_raw
