@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from robustkd.data import PreparedDataset
-from robustkd.data.imagenet100 import prepare, read_class_list, write_demo_raw
+from robustkd.data.imagenet100 import prepare, write_demo_raw
+from robustkd.data.imagenet_classes import read_class_list
 from robustkd.errors import DataError
 
 N_CLASSES, TRAIN, VAL = 4, 5, 3
@@ -159,7 +160,7 @@ def test_demo_raw_is_deterministic(tmp_path, class_list):
 
 
 def test_cmc_list_is_the_shipped_class_list(class_list):
-    from robustkd.data.imagenet100 import CMC_WNIDS, compare_with_cmc
+    from robustkd.data.imagenet_classes import CMC_WNIDS, compare_with_cmc
 
     assert list(CMC_WNIDS) == read_class_list(class_list)
     same = compare_with_cmc(list(reversed(CMC_WNIDS)), path=class_list)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from robustkd.data.imagenet100 import prepare, read_class_list, write_demo_raw
+from robustkd.data.imagenet100 import prepare, write_demo_raw
+from robustkd.data.imagenet_classes import read_class_list
 from robustkd.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]

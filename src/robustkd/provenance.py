@@ -41,21 +41,17 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """Return the hex sha256 of a file (symlinks are followed).
 
     Args:
         path: The file to hash.
-        chunk: Read size in bytes.
 
     Returns:
         The 64-character lowercase hex digest.
     """
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def code_version(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:

@@ -23,21 +23,10 @@ from robustkd.errors import DataError
 __all__ = ["extract_archive", "fetch_file", "md5sum", "read_checksum_file", "verify_md5"]
 
 
-def md5sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Return the hex md5 digest of a file.
-
-    Args:
-        path: The file to hash.
-        chunk: Read size in bytes.
-
-    Returns:
-        The 32-character lowercase hex digest.
-    """
-    h = hashlib.md5()
+def md5sum(path: str | os.PathLike[str]) -> str:
+    """Return the md5 of the file at ``path`` as 32 lowercase hex digits."""
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def verify_md5(path: str | os.PathLike[str], expected: str | None) -> None:

@@ -30,7 +30,7 @@ import pandas as pd
 from PIL import Image
 
 from robustkd.data.archives import extract_archive, verify_md5
-from robustkd.data.demo_raw import write_md5sums
+from robustkd.data.miniature import write_md5sums
 from robustkd.data.prepared import PreparedWriter
 from robustkd.data.rawfiles import (
     find_case_insensitive,
@@ -38,7 +38,6 @@ from robustkd.data.rawfiles import (
     read_csv_table,
     whole_numbers,
 )
-from robustkd.data.registry import register_dataset
 from robustkd.data.synthetic import draw_histology_patch
 from robustkd.errors import DataError
 
@@ -272,6 +271,3 @@ def prepare(
                 src = find_case_insensitive(src, listings) or src
                 writer.add_file(split, int(tumor), src, name=f"{src.parent.name}/{src.name}")
     return out_dir
-
-
-register_dataset("camelyon17", prepare=prepare, write_demo_raw=write_demo_raw)

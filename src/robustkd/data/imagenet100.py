@@ -1,250 +1,38 @@
 """ImageNet-100 (the CMC class subset) built from a local ILSVRC-2012 copy by linking files.
 
-Raw layout (ILSVRC-2012 as distributed, or Kaggle's ``ILSVRC/Data/CLS-LOC/`` inside ``root``):
-
-- ``train/<wnid>/<wnid>_<n>.JPEG``;
-- ``val/`` either flat (``ILSVRC2012_val_<8 digits>.JPEG``) with ``LOC_val_solution.csv``
-  (``ImageId,PredictionString``; the first token of the prediction string is the wnid), or
-  already sorted into ``val/<wnid>/`` folders.
-
-ImageNet cannot be downloaded automatically; a missing root is an error. Labels follow the sorted
-wnids (as ImageFolder assigns them), not the unsorted order of the CMC list. The tree may sit one
-folder deeper than ``root``; hidden files (macOS's ``._*`` copies) and ``__MACOSX`` are ignored;
-``LOC_val_solution.csv`` may have been re-saved by pandas or a spreadsheet, and may name images
-with their extension (:mod:`robustkd.data.rawfiles`).
+The ILSVRC-2012 tree and its readers are in :mod:`robustkd.data.ilsvrc`; the class list (CMC's)
+in :mod:`robustkd.data.imagenet_classes`. ImageNet cannot be downloaded automatically; a
+missing root is an error. Labels follow the sorted wnids (as ImageFolder assigns them), not
+the unsorted order of the CMC list.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import logging
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from robustkd.data.ilsvrc import VAL_LABELS, find_ilsvrc_root, images_in, val_samples
+from robustkd.data.imagenet_classes import (
+    CMC_WNIDS,
+    compare_with_cmc,
+    read_class_list,
+    warn_if_not_cmc,
+)
 from robustkd.data.prepared import PreparedWriter
-from robustkd.data.rawfiles import find_release_dir, is_junk, read_csv_table
-from robustkd.data.registry import register_dataset
 from robustkd.data.synthetic import draw_image
 from robustkd.errors import DataError
 
-__all__ = [
-    "CMC_WNIDS",
-    "compare_with_cmc",
-    "find_ilsvrc_root",
-    "prepare",
-    "read_class_list",
-    "write_demo_raw",
-]
+__all__ = ["prepare", "write_demo_raw"]
 
-log = logging.getLogger(__name__)
-
-_WNID = re.compile(r"^n\d{8}$")
-_IMAGE_EXT = {".jpeg", ".jpg", ".png"}
-VAL_LABELS = "LOC_val_solution.csv"
-_VAL_HEADER = "ImageId,PredictionString"  # the first line of Kaggle's LOC_val_solution.csv
-# The CMC ImageNet-100 (Tian et al., Contrastive Multiview Coding; the list the Contrastive
-# Inversion code uses), in its file's order: config/imagenet100.txt, sha256 79f3f155...1397
-# (reference/FACTS.md). Other papers use other 100-class lists; preparation warns about them.
-CMC_WNIDS: tuple[str, ...] = tuple(
-    """
-    n02869837 n01749939 n02488291 n02107142 n13037406 n02091831 n04517823 n04589890
-    n03062245 n01773797 n01735189 n07831146 n07753275 n03085013 n04485082 n02105505
-    n01983481 n02788148 n03530642 n04435653 n02086910 n02859443 n13040303 n03594734
-    n02085620 n02099849 n01558993 n04493381 n02109047 n04111531 n02877765 n04429376
-    n02009229 n01978455 n02106550 n01820546 n01692333 n07714571 n02974003 n02114855
-    n03785016 n03764736 n03775546 n02087046 n07836838 n04099969 n04592741 n03891251
-    n02701002 n03379051 n02259212 n07715103 n03947888 n04026417 n02326432 n03637318
-    n01980166 n02113799 n02086240 n03903868 n02483362 n04127249 n02089973 n03017168
-    n02093428 n02804414 n02396427 n04418357 n02172182 n01729322 n02113978 n03787032
-    n02089867 n02119022 n03777754 n04238763 n02231487 n03032252 n02138441 n02104029
-    n03837869 n03494278 n04136333 n03794056 n03492542 n02018207 n04067472 n03930630
-    n03584829 n02123045 n04229816 n02100583 n03642806 n04336792 n03259280 n02116738
-    n02108089 n03424325 n01855672 n02090622
-    """.split()
-)
 # Two real ImageNet classes outside the CMC list: the miniature includes them so that the
 # preparation is seen to filter classes.
 _OTHER_WNIDS = ("n01440764", "n01443537")
-
-
-def read_class_list(path: str | os.PathLike[str], n_classes: int | None = None) -> list[str]:
-    """Read a wnid list (one per line), optionally keeping its first ``n_classes`` entries.
-
-    Args:
-        path: The class list file (``config/imagenet100.txt``).
-        n_classes: Keep only the first ``n_classes`` wnids of the file (the miniature's subset).
-
-    Returns:
-        The wnids in file order.
-
-    Raises:
-        DataError: The file is missing, a line is not a wnid, a wnid repeats, or the list is
-            shorter than ``n_classes``.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: class list not found")
-    wnids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    for i, w in enumerate(wnids, 1):
-        if not _WNID.match(w):
-            raise DataError(f"{path}:{i}: {w!r} is not a WordNet id (nXXXXXXXX)")
-    if len(set(wnids)) != len(wnids):
-        raise DataError(f"{path}: repeated wnids")
-    if n_classes is not None:
-        if n_classes > len(wnids):
-            raise DataError(f"{path}: asked for {n_classes} classes, the list has {len(wnids)}")
-        wnids = wnids[:n_classes]
-    return wnids
-
-
-def compare_with_cmc(
-    wnids: Sequence[str], *, subset: bool = False, path: str | os.PathLike[str] | None = None
-) -> dict[str, Any]:
-    """Compare a class list with the CMC ImageNet-100 list (:data:`CMC_WNIDS`).
-
-    Args:
-        wnids: The classes used.
-        subset: The classes are deliberately a part of the list (``n_classes``, the miniature):
-            CMC classes left out then do not count as differences.
-        path: The class list file, hashed into the result when given.
-
-    Returns:
-        A record for the provenance: ``cmc`` (True when the list is CMC's, or a part of it
-        with ``subset``), ``n_classes``, ``differ`` (classes not shared with CMC's list:
-        those outside it plus, unless ``subset``, CMC's classes left out), ``not_in_cmc`` and
-        ``missing_from_cmc`` (sorted wnids), and the file's ``path`` and ``sha256``.
-    """
-    used, cmc = set(wnids), set(CMC_WNIDS)
-    extra = sorted(used - cmc)
-    missing = [] if subset else sorted(cmc - used)
-    record: dict[str, Any] = {
-        "cmc": not extra and not missing,
-        "n_classes": len(used),
-        "differ": max(len(extra), len(missing)),
-        "not_in_cmc": extra,
-        "missing_from_cmc": missing,
-    }
-    if path is not None:
-        record["path"] = os.fspath(path)
-        record["sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return record
-
-
-def _warn_if_not_cmc(record: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
-    """Log a warning (it lands in the job's log) when a class list is not the CMC list."""
-    if record["cmc"]:
-        return
-    extra, missing = record["not_in_cmc"], record["missing_from_cmc"]
-    parts = []
-    if extra:
-        parts.append(
-            f"{len(extra)} of its {record['n_classes']} classes are not CMC classes "
-            f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})"
-        )
-    if missing:
-        parts.append(
-            f"{len(missing)} of CMC's 100 classes are missing "
-            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
-        )
-    log.warning(
-        "%s: not the CMC ImageNet-100 class list of the papers: %d classes differ (%s). "
-        "Numbers from it are not comparable with results on CMC's list "
-        "(config/imagenet100.txt, sha256 79f3f155...1397); the provenance records the list.",
-        path,
-        record["differ"],
-        "; ".join(parts),
-    )
-
-
-def find_ilsvrc_root(root: str | os.PathLike[str]) -> Path:
-    """Return the folder that holds ``train/`` and ``val/`` under an ILSVRC-2012 root.
-
-    Accepts the folder itself or Kaggle's layout (``ILSVRC/Data/CLS-LOC/`` inside it).
-
-    Raises:
-        DataError: No such folder exists (ImageNet cannot be downloaded automatically).
-    """
-    root = Path(root)
-    for cand in (root, root / "ILSVRC" / "Data" / "CLS-LOC"):
-        if _has_train_val(cand):
-            return cand
-    # One folder deeper (an archive unpacked into a folder of its own), Kaggle's layout too.
-    found = find_release_dir(root, None, _has_train_val) or find_release_dir(
-        root, "ILSVRC/Data/CLS-LOC", _has_train_val
-    )
-    if found is not None:
-        return found
-    raise DataError(
-        f"{root}: no ILSVRC-2012 train/ and val/ folders found. ImageNet cannot be downloaded "
-        "automatically: obtain ILSVRC-2012 from image-net.org and set "
-        "data.datasets.imagenet100.root to its folder"
-    )
-
-
-def _has_train_val(folder: Path) -> bool:
-    return (folder / "train").is_dir() and (folder / "val").is_dir()
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in _IMAGE_EXT and not is_junk(p.name) and p.is_file()
-    )
-
-
-def _read_val_labels(csv_path: Path) -> dict[str, str]:
-    """ImageId (without extension) -> wnid, from Kaggle's ``LOC_val_solution.csv``."""
-    if not csv_path.is_file():
-        raise DataError(f"{csv_path}: val label file not found (flat val/ needs it)")
-    table = read_csv_table(csv_path, ("ImageId", "PredictionString"), release=_VAL_HEADER)
-    labels: dict[str, str] = {}
-    for line, image_id, prediction in table.itertuples():
-        image_id = (
-            image_id.rsplit(".", 1)[0] if Path(image_id).suffix.lower() in _IMAGE_EXT else image_id
-        )
-        tokens = prediction.split()
-        if not tokens or not _WNID.match(tokens[0]):
-            raise DataError(
-                f"{csv_path}, line {line}: PredictionString {prediction!r} of {image_id} does "
-                "not start with a wnid (the release's: 'n01751748 43 25 476 376 ...')"
-            )
-        if labels.setdefault(image_id, tokens[0]) != tokens[0]:
-            raise DataError(
-                f"{csv_path}, line {line}: {image_id} is labelled {tokens[0]} here and "
-                f"{labels[image_id]} on an earlier line"
-            )
-    return labels
-
-
-def _val_samples(
-    root: Path, base: Path, wnids: Sequence[str], val_labels: Path | None
-) -> list[tuple[Path, str]]:
-    val = base / "val"
-    if all((val / w).is_dir() for w in wnids):
-        return [(p, w) for w in wnids for p in _images_in(val / w)]
-    # Flat val: the label csv sits beside train/ or, in Kaggle's layout, in the root.
-    candidates = [base / VAL_LABELS, Path(root) / VAL_LABELS]
-    csv_path = val_labels or next((c for c in candidates if c.is_file()), candidates[0])
-    labels = _read_val_labels(csv_path)
-    wanted = set(wnids)
-    samples = []
-    for p in _images_in(val):
-        if p.stem not in labels:
-            raise DataError(f"{p}: no label for this val image in {csv_path}")
-        if labels[p.stem] in wanted:
-            samples.append((p, labels[p.stem]))
-    for image_id, wnid in labels.items():
-        if wnid in wanted and not any(val.glob(f"{image_id}.*")):
-            raise DataError(f"{val / image_id}.JPEG: listed in {csv_path} but missing")
-    return samples
 
 
 def prepare(
@@ -262,15 +50,16 @@ def prepare(
     """Build the prepared ImageNet-100 by linking the CMC classes' files of an ILSVRC root.
 
     Args:
-        root: The ILSVRC-2012 folder (see :func:`find_ilsvrc_root`).
+        root: The ILSVRC-2012 folder (see :func:`~robustkd.data.ilsvrc.find_ilsvrc_root`).
         out_dir: The prepared dataset folder to write.
         download: Ignored except for the error message: ImageNet has no public download.
         md5_overrides: Unused (a local tree has no archive checksum).
         provenance: Provenance fields for the prepared folder.
         class_list: The wnid list (CMC's ImageNet-100). Another list is used as given, with a
             warning in the job's log naming how many classes differ from CMC's; the comparison
-            (:func:`compare_with_cmc`) is recorded in the provenance as ``class_list``. Not
-            compared when ``exclude_class_list`` is given (a pretraining corpus is not CMC's).
+            (:func:`~robustkd.data.imagenet_classes.compare_with_cmc`) is recorded in the
+            provenance as ``class_list``. Not compared when ``exclude_class_list`` is given (a
+            pretraining corpus is not CMC's).
         n_classes: Use only the first ``n_classes`` wnids of the list (miniature).
         val_labels: Label file for a flat val folder; default ``LOC_val_solution.csv`` beside
             ``train/`` or in the root.
@@ -291,7 +80,7 @@ def prepare(
     if exclude_class_list is None:
         subset = n_classes is not None and n_classes < len(CMC_WNIDS)  # the miniature's part
         cmc = compare_with_cmc(wnids, subset=subset, path=class_list)
-        _warn_if_not_cmc(cmc, class_list)
+        warn_if_not_cmc(cmc, class_list)
     else:  # a pretraining corpus: it must share no class with the target dataset
         overlap = sorted(set(wnids) & set(read_class_list(exclude_class_list)))
         if overlap:
@@ -315,13 +104,13 @@ def prepare(
             folder = base / "train" / w
             if not folder.is_dir():
                 raise DataError(f"{folder}: class folder of {w} missing from the ILSVRC train set")
-            files = _images_in(folder)
+            files = images_in(folder)
             if not files:
                 raise DataError(f"{folder}: no images")
             for p in files:
                 writer.add_file("train", label_of[w], p, name=f"{w}/{p.name}")
         val_csv = Path(val_labels) if val_labels else None
-        for p, w in _val_samples(root, base, classes, val_csv):
+        for p, w in val_samples(root, base, classes, val_csv):
             writer.add_file("val", label_of[w], p, name=f"{w}/{p.name}")
     return Path(out_dir)
 
@@ -418,6 +207,3 @@ def write_demo_raw(
         writer.writerows(sorted(val_rows))
     written.append(csv_path)
     return written
-
-
-register_dataset("imagenet100", prepare=prepare, write_demo_raw=write_demo_raw)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from robustkd.data.archives import extract_archive, fetch_file
-from robustkd.data.demo_raw import write_md5sums
+from robustkd.data.miniature import write_md5sums
 from robustkd.data.prepared import PreparedWriter
 from robustkd.data.rawfiles import (
     find_case_insensitive,
@@ -36,7 +36,6 @@ from robustkd.data.rawfiles import (
     is_junk,
     verify_lines_md5,
 )
-from robustkd.data.registry import register_dataset
 from robustkd.data.synthetic import draw_image
 from robustkd.errors import DataError
 
@@ -269,6 +268,3 @@ def prepare(
             for label, src, name in entries[split]:
                 writer.add_file(split, label, src, name=name)
     return out_dir
-
-
-register_dataset("resisc45", prepare=prepare, write_demo_raw=write_demo_raw)
