@@ -177,6 +177,7 @@ def test_sigkilled_distillation_resumes_to_identical_students(workdir):
         assert all(torch.equal(got[k], ref[k]) for k in ref), path
 
 
+@pytest.mark.e2e
 def test_jobs_given_two_gpus_run_under_torchrun(workdir, tmp_path):
     """`gpu=2` on a training rule: the job runs as 2 torchrun processes (gloo on this CPU).
 
