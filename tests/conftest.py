@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,24 @@ def copy_workflow(work: Path) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     (work / "src").symlink_to(ROOT / "src")
     return work
+
+
+def write_top1_metrics(
+    folder: Path, name: str, values: list[float], seeds: list[int] | None = None
+) -> tuple[str, ...]:
+    """One ``{name}/seed{s}/metrics.json`` per value, holding only its ``top1``.
+
+    The files hold no ``seed`` field, so a table reads each seed from the path. Seeds default
+    to 0, 1, ...
+    """
+    out = []
+    for i, v in enumerate(values):
+        s = seeds[i] if seeds else i
+        p = folder / name / f"seed{s}" / "metrics.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps({"top1": v}))
+        out.append(str(p))
+    return tuple(out)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustkd.audit import AuditError, _machine, audit, find_table_provenance
+from robustkd.audit import AuditError, audit, find_table_provenance
+from robustkd.audit.printer import machine
 from robustkd.cli import main
 from robustkd.provenance import sha256_file, write_provenance
 from robustkd.report.tables import Cell, TableSpec, build_table, with_reference_comparisons
@@ -442,20 +443,20 @@ def test_hand_written_table_with_nested_metrics(chain):
 
 
 def test_metric_values_top_level_or_nested(tmp_path):
-    from robustkd.audit import _metric_value
+    from robustkd.audit.records import metric_value
 
     p = tmp_path / "m.json"
     p.write_text(json.dumps({"top1": 5, "cost": {"train_seconds": 2.5}, "a.b": 1}))
-    assert _metric_value(p, "top1") == 5.0
-    assert _metric_value(p, "cost.train_seconds") == 2.5
-    assert _metric_value(p, "a.b") == 1.0  # a top-level key with a dot wins
-    assert _metric_value(p, "cost.nope") is None and _metric_value(tmp_path / "x", "top1") is None
+    assert metric_value(p, "top1") == 5.0
+    assert metric_value(p, "cost.train_seconds") == 2.5
+    assert metric_value(p, "a.b") == 1.0  # a top-level key with a dot wins
+    assert metric_value(p, "cost.nope") is None and metric_value(tmp_path / "x", "top1") is None
 
 
 def test_link_names_the_machine_and_older_records_just_the_device():
     hw = {"cpu": "AMD EPYC", "torch_cpu_capability": "AVX512", "torch_threads": 2}
-    assert _machine({"device": "cpu", "hardware": hw}) == "cpu (AVX512, 2 threads)"
+    assert machine({"device": "cpu", "hardware": hw}) == "cpu (AVX512, 2 threads)"
     one = {**hw, "torch_threads": 1}
-    assert _machine({"device": "cpu", "hardware": one}) == "cpu (AVX512, 1 thread)"
-    assert _machine({"device": "cuda:0"}) == "cuda:0"  # written before records named hardware
-    assert _machine({"device": "cpu", "hardware": {**hw, "torch_cpu_capability": None}}) == "cpu"
+    assert machine({"device": "cpu", "hardware": one}) == "cpu (AVX512, 1 thread)"
+    assert machine({"device": "cuda:0"}) == "cuda:0"  # written before records named hardware
+    assert machine({"device": "cpu", "hardware": {**hw, "torch_cpu_capability": None}}) == "cpu"

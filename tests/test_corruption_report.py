@@ -160,7 +160,8 @@ def test_stored_images_feed_the_evaluation_engine():
         ArraySet(images, labels[:3])
 
 
-def test_corruption_targets_dry_run_on_the_tiny_overlay(tmp_path):
+def _beyond_dry_run(tmp_path, overlay, what):
+    """``snakemake beyond --dry-run`` on the demo config with ``overlay`` over it."""
     cmd = [
         sys.executable,
         "-m",
@@ -173,9 +174,13 @@ def test_corruption_targets_dry_run_on_the_tiny_overlay(tmp_path):
         str(ROOT / "Snakefile"),
         "--configfile",
         str(ROOT / "config/demo.yaml"),
-        str(ROOT / "tests/data/tiny.yaml"),
+        str(overlay),
     ]
-    proc = bounded.run(cmd, what="snakemake beyond --dry-run", timeout=bounded.QUICK, cwd=ROOT)
+    return bounded.run(cmd, what=what, timeout=bounded.QUICK, cwd=ROOT)
+
+
+def test_corruption_targets_dry_run_on_the_tiny_overlay(tmp_path):
+    proc = _beyond_dry_run(tmp_path, ROOT / "tests/data/tiny.yaml", "snakemake beyond --dry-run")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     # tiny: 3 Table 1 methods x 2 distortions, one stored set at the backbones' 16 px.
@@ -187,20 +192,6 @@ def test_corruption_targets_dry_run_on_the_tiny_overlay(tmp_path):
 def test_bad_baseline_is_named(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("experiments:\n  corruptions: {baseline: alexnet}\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "beyond",
-        "--dry-run",
-        "--directory",
-        str(tmp_path),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--configfile",
-        str(ROOT / "config/demo.yaml"),
-        str(bad),
-    ]
-    proc = bounded.run(cmd, what="snakemake with a bad baseline", timeout=bounded.QUICK, cwd=ROOT)
+    proc = _beyond_dry_run(tmp_path, bad, "snakemake with a bad baseline")
     assert proc.returncode != 0
     assert "experiments.corruptions.baseline: 'alexnet'" in proc.stdout + proc.stderr

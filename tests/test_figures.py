@@ -8,14 +8,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from robustkd.report import figures
 from robustkd.report.figures import (
     AttentionPanel,
+    accuracy,
+    attention,
     plot_attention_maps,
     plot_label_fractions,
     plot_severity_curves,
     severity_label,
     severity_of,
+    style,
 )
 
 DPI = 150
@@ -173,25 +175,37 @@ def test_severity_of_config_entries_is_monotone_in_their_names(repo_root):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_severity_curves_writes_figure_and_per_seed_data(tmp_path):
-    df = severity_frame()
-    prefix = tmp_path / "fig2"
-    plot_severity_curves(df, prefix)
+def assert_per_seed_figure(tmp_path, plot, df, name, x, panels, check_dtype=True):
+    """Draw a Fig. 2 or 3: its size, its files, and its CSV: the per-seed rows and their points.
+
+    Returns:
+        The figure's CSV.
+    """
+    prefix = tmp_path / name
+    plot(df, prefix)
     width, height = assert_written(prefix)
-    assert width == pytest.approx((2.6 * 3 + 0.4) * DPI, abs=2)
+    assert width == pytest.approx((2.6 * panels + 0.4) * DPI, abs=2)
     assert height == pytest.approx(3.1 * DPI, abs=2)
     assert_only_outputs(tmp_path, prefix)
 
-    data = pd.read_csv(tmp_path / "fig2.csv")
-    keys = ["family", "method", "severity", "seed"]
+    data = pd.read_csv(tmp_path / f"{name}.csv")
+    keys = ["family", "method", x, "seed"]
     # The per-seed rows, unchanged.
     got = data[list(df.columns)].sort_values(keys).reset_index(drop=True)
     want = df.sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    pd.testing.assert_frame_equal(got, want, check_dtype=check_dtype)
     # The plotted mean and sample std recomputed from them.
-    g = data.groupby(["family", "method", "severity"])["top1"]
+    g = data.groupby(["family", "method", x])["top1"]
     np.testing.assert_allclose(data["mean"], g.transform("mean"))
     np.testing.assert_allclose(data["std"], g.transform("std"))
+    return data
+
+
+def test_severity_curves_writes_figure_and_per_seed_data(tmp_path):
+    df = severity_frame()
+    data = assert_per_seed_figure(
+        tmp_path, plot_severity_curves, df, "fig2", "severity", 3, check_dtype=False
+    )
     assert (data["n"] == 3).all()
     # Rows in figure order: mask, noise, blur.
     assert list(dict.fromkeys(data["family"])) == ["mask", "noise", "blur"]
@@ -215,7 +229,7 @@ def test_severity_curves_one_family_and_extra_method(tmp_path):
     assert set(pd.read_csv(tmp_path / "fig2.csv")["method"]) == {"ci", "ours", "supervised"}
 
 
-@pytest.mark.parametrize("column", figures._SEVERITY_COLUMNS)
+@pytest.mark.parametrize("column", accuracy._SEVERITY_COLUMNS)
 def test_severity_curves_missing_column(tmp_path, column):
     with pytest.raises(ValueError, match=repr(column)):
         plot_severity_curves(severity_frame().drop(columns=column), tmp_path / "fig2")
@@ -255,20 +269,7 @@ def test_severity_curves_are_reproducible_byte_for_byte(tmp_path):
 
 def test_label_fractions_writes_figure_and_per_seed_data(tmp_path):
     df = fraction_frame()
-    prefix = tmp_path / "fig3"
-    plot_label_fractions(df, prefix)
-    width, height = assert_written(prefix)
-    assert width == pytest.approx((2.6 * 2 + 0.4) * DPI, abs=2)
-    assert height == pytest.approx(3.1 * DPI, abs=2)
-    assert_only_outputs(tmp_path, prefix)
-
-    data = pd.read_csv(tmp_path / "fig3.csv")
-    keys = ["family", "method", "fraction", "seed"]
-    got = data[list(df.columns)].sort_values(keys).reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, df.sort_values(keys).reset_index(drop=True))
-    g = data.groupby(["family", "method", "fraction"])["top1"]
-    np.testing.assert_allclose(data["mean"], g.transform("mean"))
-    np.testing.assert_allclose(data["std"], g.transform("std"))
+    data = assert_per_seed_figure(tmp_path, plot_label_fractions, df, "fig3", "fraction", 2)
     assert list(dict.fromkeys(data["family"])) == ["mask", "blur"]
 
 
@@ -277,10 +278,10 @@ def test_label_fractions_writes_figure_and_per_seed_data(tmp_path):
     [(0.005, "0.5%"), (0.01, "1%"), (0.1, "10%"), (1.0, "100%"), (0.07, "7%")],
 )
 def test_percent_tick_labels(fraction, label):
-    assert figures._percent(fraction) == label
+    assert accuracy._percent(fraction) == label
 
 
-@pytest.mark.parametrize("column", figures._FRACTION_COLUMNS)
+@pytest.mark.parametrize("column", accuracy._FRACTION_COLUMNS)
 def test_label_fractions_missing_column(tmp_path, column):
     with pytest.raises(ValueError, match=repr(column)):
         plot_label_fractions(fraction_frame().drop(columns=column), tmp_path / "fig3")
@@ -323,13 +324,13 @@ def test_attention_maps_writes_figure_and_grid_data(tmp_path, uint8):
 
 def test_attention_upsampling_is_bilinear_and_normalised():
     grid = np.array([[0.0, 1.0], [2.0, 3.0]])
-    up = figures._upsample(grid, (8, 8))
+    up = attention._upsample(grid, (8, 8))
     assert up.shape == (8, 8)
     assert up.min() >= 0 and up.max() <= 3  # bilinear: no overshoot
     assert len(np.unique(up.round(6))) > 4  # smooth, not a nearest-neighbour repeat
-    norm = figures._normalise(up)
+    norm = attention._normalise(up)
     assert norm.min() == 0 and norm.max() == 1
-    assert (figures._normalise(np.ones((3, 3))) == 0).all()  # a flat map, no division by 0
+    assert (attention._normalise(np.ones((3, 3))) == 0).all()  # a flat map, no division by 0
 
 
 @pytest.mark.parametrize(
@@ -375,8 +376,8 @@ def test_attention_maps_rejects_bad_panels(tmp_path, change, message):
 
 
 def test_methods_keep_their_colour_across_figures():
-    a = figures._method_styles(["supervised", "ours"])
-    b = figures._method_styles(["ours", "ci", "supervised", "zeta", "alpha"])
+    a = style.method_styles(["supervised", "ours"])
+    b = style.method_styles(["ours", "ci", "supervised", "zeta", "alpha"])
     assert a["ours"] == b["ours"] and a["supervised"] == b["supervised"]
     colours = [s["color"] for s in b.values()]
     assert len(set(colours)) == len(colours)
@@ -403,7 +404,7 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
             raise OSError("disk full")
         real_replace(src, dst)
 
-    monkeypatch.setattr(figures.os, "replace", failing_replace)
+    monkeypatch.setattr(style.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         plot_severity_curves(severity_frame(), tmp_path / "fig2")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
@@ -420,5 +421,5 @@ def test_extra_columns_are_kept_for_provenance(tmp_path):
     df = severity_frame().assign(source=lambda d: [f"metrics/{i}.json" for i in range(len(d))])
     plot_severity_curves(df, tmp_path / "fig2")
     data = pd.read_csv(tmp_path / "fig2.csv")
-    assert list(data.columns) == [*figures._SEVERITY_COLUMNS, "source", "mean", "std", "n"]
+    assert list(data.columns) == [*accuracy._SEVERITY_COLUMNS, "source", "mean", "std", "n"]
     assert sorted(data["source"]) == sorted(df["source"])

@@ -20,6 +20,7 @@ from robustkd.report.tables import (
     with_reference_comparisons,
 )
 from tests import bounded
+from tests.conftest import write_top1_metrics
 
 # ----------------------------------------------------------------------------------------------
 # Paired tests
@@ -100,17 +101,6 @@ def test_comparisons_of_the_three_tables(demo):
         reference_comparisons(t1, "nope")
 
 
-def _metrics(tmp_path, name, values, seeds=None):
-    out = []
-    for i, v in enumerate(values):
-        s = seeds[i] if seeds else i
-        p = tmp_path / name / f"seed{s}" / "metrics.json"
-        p.parent.mkdir(parents=True)
-        p.write_text(json.dumps({"top1": v}))  # no "seed" field: read from the path
-        out.append(str(p))
-    return tuple(out)
-
-
 def test_table_prints_paired_comparisons_and_provenance(tmp_path):
     spec = TableSpec(
         "t",
@@ -121,11 +111,11 @@ def test_table_prints_paired_comparisons_and_provenance(tmp_path):
         missing={"ci": "not run."},
     )
     cells = [
-        Cell("a", "base", _metrics(tmp_path, "ab", [50.0, 51.0, 55.0])),
-        Cell("a", "ours", _metrics(tmp_path, "ao", [52.0, 54.0, 56.0])),
+        Cell("a", "base", write_top1_metrics(tmp_path, "ab", [50.0, 51.0, 55.0])),
+        Cell("a", "ours", write_top1_metrics(tmp_path, "ao", [52.0, 54.0, 56.0])),
         # Row B: ours has seeds 1 and 2 only: paired on the 2 shared seeds.
-        Cell("b", "base", _metrics(tmp_path, "bb", [40.0, 42.0, 41.0])),
-        Cell("b", "ours", _metrics(tmp_path, "bo", [45.0, 44.0], seeds=[1, 2])),
+        Cell("b", "base", write_top1_metrics(tmp_path, "bb", [40.0, 42.0, 41.0])),
+        Cell("b", "ours", write_top1_metrics(tmp_path, "bo", [45.0, 44.0], seeds=[1, 2])),
     ]
     df = build_table(with_reference_comparisons(spec, "ours"), cells, tmp_path / "t")
     assert json.loads(df.set_index("column").loc["ours"].iloc[1]["seeds"]) == [1, 2]
@@ -156,7 +146,7 @@ def test_table_prints_paired_comparisons_and_provenance(tmp_path):
 
 def test_bad_metrics_files_name_the_file(tmp_path):
     spec = TableSpec("t", "T", rows=[("a", "A")], columns=[("ours", "Ours")])
-    good = _metrics(tmp_path, "good", [1.0])
+    good = write_top1_metrics(tmp_path, "good", [1.0])
     missing = str(tmp_path / "missing.json")
     with pytest.raises(FileNotFoundError, match="missing.json: metrics file not found"):
         build_table(spec, [Cell("a", "ours", (*good, missing))], tmp_path / "t")

@@ -6,15 +6,7 @@ import yaml
 
 from robustkd.layout import table_cells, table_spec
 from robustkd.report.tables import Cell, TableSpec, build_table, distortion_label, format_cell
-
-
-def _metrics(tmp_path, name, values):
-    paths = []
-    for i, v in enumerate(values):
-        p = tmp_path / f"{name}{i}.json"
-        p.write_text(json.dumps({"top1": v}))
-        paths.append(str(p))
-    return tuple(paths)
+from tests.conftest import write_top1_metrics
 
 
 def test_table_mean_std_and_missing_column(tmp_path):
@@ -27,8 +19,8 @@ def test_table_mean_std_and_missing_column(tmp_path):
         missing={"ci": "not run yet."},
     )
     cells = [
-        Cell("a", "ours", _metrics(tmp_path, "a", [10.0, 20.0, 30.0])),
-        Cell("b", "ours", _metrics(tmp_path, "b", [50.0])),
+        Cell("a", "ours", write_top1_metrics(tmp_path, "a", [10.0, 20.0, 30.0])),
+        Cell("b", "ours", write_top1_metrics(tmp_path, "b", [50.0])),
     ]
     df = build_table(spec, cells, tmp_path / "t")
     row = df.set_index("row").loc["a"]

@@ -117,6 +117,11 @@ def _pair(key: str, source: str, statement: str, seeds: tuple[int, ...], a: Term
     return Claim(key, source, statement, seeds, (a, Term(b.label, -1.0, b.files, b.metric)))
 
 
+def _baselines(experiment: Mapping[str, Any]) -> list[str]:
+    """The baselines ours is compared with in a table: those it runs, as ours is."""
+    return [b for b in ("supervised", "ci") if {"ours", b} <= set(experiment["methods"])]
+
+
 def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
     """Every claim the configured experiments can test (absent methods: no claim).
 
@@ -133,9 +138,7 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
 
     t1 = exp["table1"]
     rows = dict(table_spec(config, "table1").rows)
-    for base in ("supervised", "ci"):
-        if not {"ours", base} <= set(t1["methods"]):
-            continue
+    for base in _baselines(t1):
         for d in t1["distortions"]:
             claims.append(
                 _pair(
@@ -232,9 +235,7 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
 
     t2 = exp["table2"]
     t2_rows = dict(table_spec(config, "table2").rows)
-    for base in ("supervised", "ci"):
-        if not {"ours", base} <= set(t2["methods"]):
-            continue
+    for base in _baselines(t2):
         for d in t2["distortions"]:
             family = t2_rows[f"ours/{d}"].removeprefix("Ours ")
             for ds in t2["datasets"]:

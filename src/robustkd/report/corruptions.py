@@ -337,7 +337,7 @@ def plot_corruptions(
         The data written to the CSV: per (method, seed, corruption, severity), top-1 averaged
         over the training distortions.
     """
-    from robustkd.report.figures import _method_styles, _save, _style
+    from robustkd.report.figures.style import figure_style, method_styles, save_figure
 
     df = long_frame(files)
     data = (
@@ -348,7 +348,7 @@ def plot_corruptions(
     corruptions = list(dict.fromkeys(df["corruption"]))
     import matplotlib.figure as mfig
 
-    with _style():
+    with figure_style():
         fig = mfig.Figure(figsize=(4 + 1.2 * len(methods) + 4, 0.32 * len(corruptions) + 2))
         ax_h, ax_c = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(methods) + 1, 4]})
         grid = (
@@ -366,7 +366,7 @@ def plot_corruptions(
                 ax_h.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="w")
         fig.colorbar(im, ax=ax_h, label="top-1 (%)")
         ax_h.set_title("Mean over severities")
-        styles = _method_styles(list(methods))
+        styles = method_styles(list(methods))
         curve = data.groupby(["method", "seed", "severity"])["top1"].mean().reset_index()
         for m in methods:
             c = curve[curve["method"] == m].groupby("severity")["top1"]
@@ -381,7 +381,7 @@ def plot_corruptions(
         ax_c.legend()
         ax_c.set_title("By severity (± std over seeds)")
         fig.tight_layout()
-        _save(fig, data, out_prefix)
+        save_figure(fig, data, out_prefix)
     return data
 
 
