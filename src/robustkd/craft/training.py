@@ -33,10 +33,9 @@ from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, ViewConfig, load_image_set
 from robustkd.engine.distill import Normalize
-from robustkd.engine.jobsetup import set_threads
+from robustkd.engine.jobsetup import set_threads, write_run_provenance
 from robustkd.engine.loop import resolve_device, train
 from robustkd.engine.optim import TrainConfig
-from robustkd.provenance import write_provenance
 from robustkd.readback import UnreadableFileError
 
 __all__ = [
@@ -201,8 +200,8 @@ def save_run(
     """
     save_weights(weights, model.cpu())
     write_json_atomic(metrics_file, metrics)
-    write_provenance(
-        weights.parent / "provenance.json",
+    write_run_provenance(
+        weights.parent,
         rule=rule,
         inputs=inputs,
         outputs=outputs,
@@ -210,7 +209,7 @@ def save_run(
         config=record,
         seed=seed,
         started=started,
-        device=str(device),
+        device=device,
         extra={"train": summary},
     )
 
