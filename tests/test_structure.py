@@ -17,6 +17,7 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -70,66 +71,17 @@ def _within(name: str, prefix: str) -> bool:
 
 
 def strongly_connected(edges: Mapping[str, Iterable[str]]) -> list[list[str]]:
-    """Tarjan's components of more than one module (each sorted), iteratively."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-    for root in sorted(edges):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(edges[root])))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            v, children = work[-1]
-            w = next(children, None)
-            if w is not None:
-                if w not in index:
-                    index[w] = low[w] = len(index)
-                    stack.append(w)
-                    on_stack.add(w)
-                    work.append((w, iter(sorted(edges[w]))))
-                elif w in on_stack:
-                    low[v] = min(low[v], index[w])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[v])
-            if low[v] == index[v]:
-                component = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    component.append(w)
-                    if w == v:
-                        break
-                if len(component) > 1:
-                    found.append(sorted(component))
-    return found
+    """The graph's strongly connected components of more than one module, each sorted."""
+    found = nx.strongly_connected_components(nx.DiGraph({v: sorted(w) for v, w in edges.items()}))
+    return sorted(sorted(c) for c in found if len(c) > 1)
 
 
 def a_cycle(edges: Mapping[str, Iterable[str]], component: list[str]) -> list[str]:
     """One shortest circle through the component's first module: ``[a, b, ..., a]``."""
-    start, inside = component[0], set(component)
-    parent: dict[str, str] = {}
-    frontier = [start]
-    while frontier:
-        nxt = []
-        for v in frontier:
-            for w in sorted(edges[v]):
-                if w == start:
-                    path = [v]
-                    while path[-1] != start:
-                        path.append(parent[path[-1]])
-                    return [start, *reversed(path[:-1]), start]
-                if w in inside and w not in parent:
-                    parent[w] = v
-                    nxt.append(w)
-        frontier = nxt
-    raise AssertionError(f"no circle through {start} in {component}")
+    start = component[0]
+    sub = nx.DiGraph({v: sorted(w) for v, w in edges.items()}).subgraph(component)
+    paths = [nx.shortest_path(sub, start, p) for p in sorted(sub.predecessors(start))]
+    return [*min(paths, key=len), start]
 
 
 def cycle_problems(edges: Mapping[str, Iterable[str]]) -> list[str]:
