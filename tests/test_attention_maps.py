@@ -57,7 +57,7 @@ def test_job_writes_the_figure_arrays_and_provenance(tmp_path, job_inputs):
     backbone = {**TINY, "weights": str(paths["teacher"])}
     attention_maps_job(
         backbone=backbone,
-        teacher=paths["teacher"],
+        teacher=[paths["teacher"]],
         ours=paths["ours"],
         supervised=paths["supervised"],
         distortions=DISTORTIONS,

@@ -11,7 +11,7 @@ from robustkd.joblog import configure_job_logging
 configure_job_logging(snakemake.log[0])
 attention_maps_job(
     backbone=snakemake.params.backbone,
-    teacher=snakemake.input.teacher,
+    teacher=list(snakemake.input.teacher),
     ours=list(snakemake.input.ours),
     supervised=list(snakemake.input.supervised),
     distortions=snakemake.params.distortions,

@@ -130,7 +130,7 @@ def attention_maps(
 def attention_maps_job(
     *,
     backbone: Mapping[str, Any],
-    teacher: str | os.PathLike[str],
+    teacher: Sequence[str | os.PathLike[str]],
     ours: Sequence[str | os.PathLike[str]],
     supervised: Sequence[str | os.PathLike[str]],
     distortions: Sequence[Mapping[str, Any]],
@@ -144,8 +144,9 @@ def attention_maps_job(
     """Compute Fig 4's attention maps and write them with their provenance.
 
     Args:
-        backbone: The ViT spec (weights resolved to ``teacher``).
-        teacher: The teacher's weights file (hashed; the spec's weights are loaded).
+        backbone: The ViT spec (its weights resolved: what is loaded).
+        teacher: The teacher's weights file, hashed into the provenance (one file when the
+            workflow made or was given it; none for weights from the hub).
         ours: Our distilled student of each distortion.
         supervised: The supervised classifier (``model.pth``) of each distortion.
         distortions: Config entries of the distortions.
@@ -175,7 +176,7 @@ def attention_maps_job(
     write_provenance(
         out.parent / "provenance.json",
         rule=rule,
-        inputs=[teacher, *ours, *supervised, Path(data_dir) / "manifest.csv"],
+        inputs=[*teacher, *ours, *supervised, Path(data_dir) / "manifest.csv"],
         outputs=[out],
         config={
             "backbone": dict(backbone),
