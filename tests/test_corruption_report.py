@@ -14,7 +14,7 @@ import torch
 from robustkd.audit import audit
 from robustkd.engine.corrupted import ArraySet, summarise_seed
 from robustkd.engine.evaluate import evaluate_classifier
-from robustkd.provenance import write_provenance
+from robustkd.provenance import record_beside, write_provenance
 from robustkd.report.corruptions import (
     build_corruption_table,
     long_frame,
@@ -57,7 +57,7 @@ def _write_models(root: Path) -> list[tuple[str, str, str]]:
         ]
         per_seed = {str(k): summarise_seed([r for r in results if r["seed"] == k]) for k in seeds}
         out.write_text(json.dumps({"results": results, "per_seed": per_seed}))
-        write_provenance(out.parent / "provenance.json", rule="evaluate_corruptions", outputs=[out])
+        write_provenance(record_beside(out), rule="evaluate_corruptions", outputs=[out])
         files.append((method, "mask-0.90", str(out)))
     return files
 

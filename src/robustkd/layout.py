@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from robustkd.config import distortion_entry
+from robustkd.provenance import RECORD, record_beside, run_record
 from robustkd.report.tables import (
     Cell,
     TableSpec,
@@ -30,6 +31,7 @@ __all__ = [
     "IMPLEMENTED_METHODS",
     "METHOD_LABELS",
     "PRETRAINED_METHODS",
+    "RECORD",
     "backbone_of",
     "corruption_eval_file",
     "corruption_models",
@@ -47,6 +49,8 @@ __all__ = [
     "table_cells",
     "table_spec",
     "teacher_weights",
+    "record_beside",
+    "run_record",
 ]
 
 # Methods whose student comes from multi-level distillation (the ablation variants + ours).

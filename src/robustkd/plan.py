@@ -28,15 +28,13 @@ from __future__ import annotations
 import csv
 import heapq
 import os
-import re
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustkd.dagpaths import DagError, dry_run, parse_jobs
 from robustkd.errors import RobustKDError
 from robustkd.layout import evaluation_tests, finetune_runs
 
@@ -122,30 +120,18 @@ def dry_run_jobs(
     """Every job of ``targets`` as (rule, wildcards), from a forced Snakemake dry run.
 
     Raises:
-        PlanError: Snakemake failed (its message is included).
+        PlanError: Snakemake failed (what it said on stdout and stderr is included).
     """
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--dry-run", "--forceall", "--cores", "1"]
-    if snakefile is not None:
-        cmd += ["--snakefile", str(snakefile)]
-    if configfiles:
-        cmd += ["--configfile", *map(str, configfiles)]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise PlanError(f"snakemake dry run failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-    return parse_dry_run(proc.stdout + proc.stderr)
+    try:
+        jobs = dry_run(targets, configfiles, snakefile=snakefile, workdir=workdir)
+    except DagError as exc:
+        raise PlanError(str(exc)) from None
+    return [(j.rule, dict(j.wildcards)) for j in jobs]
 
 
 def parse_dry_run(text: str) -> list[tuple[str, dict[str, str]]]:
     """Parse Snakemake's dry-run listing into (rule, wildcards) pairs, in listing order."""
-    jobs: list[tuple[str, dict[str, str]]] = []
-    for line in text.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line.strip())
-        if m:
-            jobs.append((m.group(1), {}))
-        elif jobs and line.strip().startswith("wildcards:"):
-            pairs = line.strip().removeprefix("wildcards:").split(",")
-            jobs[-1][1].update(p.strip().split("=", 1) for p in pairs if "=" in p)
-    return jobs
+    return [(j.rule, dict(j.wildcards)) for j in parse_jobs(text)]
 
 
 def set_sizes(

@@ -22,16 +22,42 @@ from robustkd.atomic import write_json_atomic
 from robustkd.codesource import compare_with_commit, imported_source
 
 __all__ = [
+    "RECORD",
     "code_digest",
     "code_record",
     "code_version",
     "hardware",
     "now_iso",
+    "record_beside",
+    "run_record",
     "run_wildcards",
     "sha256_file",
     "software_versions",
     "write_provenance",
 ]
+
+# A job's provenance record (DESIGN.md, "Provenance contract"): one path per job, declared as
+# an output of its rule, so that no two jobs can write the same record (tests/test_dag_paths.py).
+RECORD = "provenance.json"
+
+
+def run_record(output: str | os.PathLike[str]) -> str:
+    """The record of the run folder that holds ``output`` (a training or preparation job's).
+
+    ``results/distill/ours/mask-0.90/seed0/student.pth`` -> ``.../seed0/provenance.json``.
+    """
+    return str(Path(output).parent / RECORD)
+
+
+def record_beside(output: str | os.PathLike[str]) -> str:
+    """The record of a job whose output shares its folder with other jobs' outputs.
+
+    ``.../mask-0.90/ladder.json`` -> ``.../mask-0.90/ladder.provenance.json``: the evaluation
+    jobs of one (method, distortion) write into one folder, each its own record.
+    """
+    p = Path(output)
+    return str(p.with_name(f"{p.stem}.{RECORD}"))
+
 
 _PACKAGES = ("torch", "torchvision", "timm", "snakemake", "numpy", "pandas", "pillow")
 
@@ -179,7 +205,7 @@ def _hash_paths(paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file() and q.name != "provenance.json"):
+            for f in sorted(q for q in p.rglob("*") if q.is_file() and q.name != RECORD):
                 out[str(f)] = sha256_file(f)
         elif p.is_file():
             out[str(p)] = sha256_file(p)

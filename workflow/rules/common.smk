@@ -37,6 +37,8 @@ from robustkd.layout import (
     finetune_runs,
     fraction_tag,
     ladder_file,
+    record_beside,
+    run_record,
     table_cells,
     teacher_weights,
 )
@@ -231,17 +233,38 @@ def get_distill_outputs(method="{distill_method}"):
     return [distill_weights(method, "{distortion}", s) for s in JOB_SEEDS]
 
 
+def get_distill_records(method="{distill_method}"):
+    """The provenance records of one pretraining job: one per student's run folder."""
+    return [run_record(f) for f in get_distill_outputs(method)]
+
+
+def ladder_record(method, distortion):
+    """The record of an evaluate_ladder job: `ladder.provenance.json` beside its ladder file
+    (evaluate_corruptions writes into the same folder)."""
+    return record_beside(ladder_file(method, distortion))
+
+
+def corruption_eval_record(method, distortion):
+    """The record of an evaluate_corruptions job: `corruptions.provenance.json` beside its
+    scores."""
+    return record_beside(corruption_eval_file(method, distortion))
+
+
 def get_method_backbone_spec(wildcards):
     """The backbone the job's method fine-tunes (CLIP's for CI, else the ViT)."""
     return get_backbone_spec(backbone_of(wildcards.method))
 
 
 def get_finetune_outputs(kind, what):
-    """Weights or metrics of every run of one fine-tuning job of `kind` (wildcards kept)."""
-    return [
-        finetune_files(d, "{method}", "{distortion}", f, s)[what]
+    """Weights, metrics or record of every run of one fine-tuning job of `kind` (wildcards
+    kept)."""
+    files = [
+        finetune_files(d, "{method}", "{distortion}", f, s)
         for d, f, s in finetune_runs(config, kind, JOB_SEEDS)
     ]
+    if what == "record":
+        return [run_record(f["model"]) for f in files]
+    return [f[what] for f in files]
 
 
 def _init_weights(wildcards, seed):

@@ -9,6 +9,7 @@ rule corrupt_evalset:
     output:
         corrupted=get_corruption_set_outputs(),
         labels=corruption_set_labels("{size}"),
+        record=run_record(corruption_set_labels("{size}")),
     log:
         "logs/corruptions/corrupt_evalset_{size}px.log",
     benchmark:
@@ -34,7 +35,8 @@ rule evaluate_corruptions:
         corrupted=get_corruption_eval_set,
         labels=get_corruption_eval_labels,
     output:
-        corruption_eval_file("{method}", "{distortion}"),
+        scores=corruption_eval_file("{method}", "{distortion}"),
+        record=corruption_eval_record("{method}", "{distortion}"),
     log:
         "logs/evaluate_corruptions/{method}/{distortion}.log",
     benchmark:

@@ -9,6 +9,7 @@ rule craft_corrupt_testset:
     output:
         corrupted=list(get_craft_cifar10c().values()),
         labels=get_craft_cifar10c_labels(),
+        record=run_record(get_craft_cifar10c_labels()),
     log:
         "logs/craft/corrupt_testset.log",
     benchmark:
@@ -35,6 +36,7 @@ rule craft_teacher:
     output:
         weights=get_craft_teacher("weights"),
         metrics=get_craft_teacher("metrics"),
+        record=run_record(get_craft_teacher("metrics")),
     log:
         "logs/craft/teacher.log",
     benchmark:
@@ -62,6 +64,7 @@ rule craft_student:
         students=get_craft_student_outputs("weights"),
         metrics=get_craft_student_outputs("metrics"),
         evals=get_craft_eval_outputs(),
+        records=get_craft_student_outputs("record"),
     log:
         job_log("logs/craft/students/{craft_method}"),
     benchmark:

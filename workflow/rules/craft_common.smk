@@ -34,7 +34,10 @@ def get_craft_conditions():
 
 
 def get_craft_student_outputs(kind):
-    """Weights or metrics of one student job: its seed's or every seed's (wildcards kept)."""
+    """Weights, metrics or record of one student job: its seed's or every seed's (wildcards
+    kept)."""
+    if kind == "record":
+        return [run_record(f) for f in get_craft_student_outputs("weights")]
     return [craft_layout.student_files("{craft_method}", s)[kind] for s in JOB_SEEDS]
 
 

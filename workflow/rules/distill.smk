@@ -9,6 +9,7 @@ rule distill:
         teacher=get_backbone_weights("vit"),
     output:
         students=get_distill_outputs(),
+        records=get_distill_records(),
     log:
         job_log("logs/distill/{distill_method}/{distortion}"),
     benchmark:
@@ -37,6 +38,7 @@ rule distill_ci:
         teacher=get_backbone_weights("clip"),
     output:
         students=get_distill_outputs("ci"),
+        records=get_distill_records("ci"),
     log:
         job_log("logs/distill/ci/{distortion}"),
     benchmark:

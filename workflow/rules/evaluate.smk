@@ -6,7 +6,8 @@ rule evaluate_ladder:
         data="results/data/imagenet100",
         models=get_ladder_models,
     output:
-        ladder_file("{method}", "{distortion}"),
+        ladder=ladder_file("{method}", "{distortion}"),
+        record=ladder_record("{method}", "{distortion}"),
     log:
         "logs/evaluate_ladder/{method}/{distortion}.log",
     conda:

@@ -17,6 +17,7 @@ for _kind in FINETUNE_KINDS:
         output:
             models=get_finetune_outputs(_kind, "model"),
             metrics=get_finetune_outputs(_kind, "metrics"),
+            records=get_finetune_outputs(_kind, "record"),
         log:
             job_log(f"logs/{FINETUNE_RULES[_kind]}/{{method}}/{{distortion}}"),
         benchmark:

@@ -10,6 +10,7 @@ rule pretrain_backbone:
     output:
         weights="results/teachers/{backbone}/model.pth",
         metrics="results/teachers/{backbone}/metrics.json",
+        record=run_record(teacher_weights("{backbone}")),
     log:
         "logs/pretrain_backbone/{backbone}.log",
     benchmark:

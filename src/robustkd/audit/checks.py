@@ -46,6 +46,8 @@ class Checker:
         self._hashes: dict[Path, str | None] = {}
         self._records: dict[str, dict[str, Any] | None] = {}
         self._outputs: dict[str, set[str]] = {}
+        # Folder -> its records (``provenance.json``, ``<name>.provenance.json``), listed once.
+        self._folders: dict[Path, list[str]] = {}
         self._reported: set[tuple[str, str]] = set()
         # (commit, source digest) -> files that differ from the commit (None: not checkable).
         self._code: dict[tuple[str, str], list[str] | None] = {}
@@ -97,30 +99,41 @@ class Checker:
             self._outputs[prov] = {norm(k) for k in rec["outputs"]} if rec else set()
         return self._records[prov]
 
+    def _records_in(self, folder: Path) -> list[str]:
+        """The records of one folder: ``provenance.json`` first, then ``*.provenance.json``."""
+        if folder not in self._folders:
+            where = self._abs(folder)
+            named = sorted(where.glob(f"*.{PROVENANCE}")) if where.is_dir() else []
+            found = [where / PROVENANCE] if (where / PROVENANCE).is_file() else []
+            self._folders[folder] = [norm(folder / p.name) for p in found + named if p.is_file()]
+        return self._folders[folder]
+
     def producer(self, path: str) -> str | None:
         """The provenance record that lists ``path`` among its outputs, or None.
 
-        Looks in the file's folder and each folder above it (within the project for relative
-        paths). A pipeline output (under ``results/``) that no record lists is a problem.
+        Looks at the records (``provenance.json`` and ``<name>.provenance.json``: each job has
+        its own) of the file's folder and of each folder above it (within the project for
+        relative paths). A pipeline output (under ``results/``) that no record lists is a
+        problem: ``overwritten`` when a record in its own folder was written by a job that did
+        not produce it (runs made before every job had a record of its own: ``evaluate_ladder``
+        and ``evaluate_corruptions`` shared one), ``unrecorded`` when only a folder above
+        has a record.
         """
         target = norm(path)
         p = Path(target)
         first_seen = unreadable = None
         for folder in p.parents:
-            cand = folder / PROVENANCE
-            if not self._abs(cand).is_file():
-                continue
-            prov = norm(cand)
-            if self._record(prov) is None:
-                unreadable = unreadable or prov
-            elif target in self._outputs[prov]:
-                return prov
-            first_seen = first_seen or prov
+            for prov in self._records_in(folder):
+                if self._record(prov) is None:
+                    unreadable = unreadable or prov
+                elif target in self._outputs[prov]:
+                    return prov
+                first_seen = first_seen or prov
         if p.parts[:1] == (RESULTS,):
             if unreadable:
                 self._problem("no-provenance", target, f"its record {unreadable} is unreadable")
             elif first_seen:
-                self._problem("unrecorded", target, f"{first_seen} does not list it as an output")
+                self._unlisted(target, first_seen)
             else:
                 self._problem(
                     "no-provenance",
@@ -128,6 +141,29 @@ class Checker:
                     f"no {norm(p.parent / PROVENANCE)} (nor any above) records how it was made",
                 )
         return None
+
+    def _unlisted(self, target: str, prov: str) -> None:
+        """Report a pipeline output that the nearest record (``prov``) does not list."""
+        rec = self._records.get(prov) or {}
+        wildcards = ", ".join(f"{k}={v}" for k, v in (rec.get("wildcards") or {}).items())
+        by = f"rule {rec.get('rule', '?')}" + (f" [{wildcards}]" if wildcards else "")
+        name = Path(target).name
+        if Path(prov).parent == Path(target).parent:
+            self._problem(
+                "overwritten",
+                target,
+                f"{prov} was written by {by}, which did not produce {name}: the record of the "
+                f"job that made {name} is gone (a run of the old layout, where two jobs shared "
+                f"one provenance.json). Regenerate it: snakemake --force {target} (with your "
+                "--configfile/--profile)",
+            )
+        else:
+            self._problem(
+                "unrecorded",
+                target,
+                f"{prov} (written by {by}) does not list it as an output; no record in its "
+                "own folder",
+            )
 
     def _manifest_images(self, manifest: str, outputs: set[str]) -> tuple[int, list[str]]:
         """Re-hash a prepared dataset's images against its manifest's sha256 column."""

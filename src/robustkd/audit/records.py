@@ -45,11 +45,12 @@ class Problem:
     """A break in the chain.
 
     Attributes:
-        kind: ``missing`` (file gone), ``changed`` (hash differs), ``unrecorded`` (an output
-            no provenance lists), ``no-provenance`` (a pipeline output without any record),
-            ``malformed`` (an unreadable record), ``value`` (a table value the metrics file
-            no longer holds), ``code`` (a record claims a clean commit, but the package source
-            it imported differs from that commit's files).
+        kind: ``missing`` (file gone), ``changed`` (hash differs), ``overwritten`` (the
+            record of its folder was written by a job that did not produce it),
+            ``unrecorded`` (an output no provenance lists), ``no-provenance`` (a pipeline
+            output without any record), ``malformed`` (an unreadable record), ``value`` (a
+            table value the metrics file no longer holds), ``code`` (a record claims a clean
+            commit, but the package source it imported differs from that commit's files).
         path: The file concerned.
         detail: What was expected and found.
     """

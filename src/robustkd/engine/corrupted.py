@@ -42,7 +42,7 @@ from robustkd.engine.data import ViewConfig, epoch_batches, load_image_set, make
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.inputs import eval_setup, eval_split
 from robustkd.engine.jobsetup import set_threads, write_run_provenance
-from robustkd.provenance import now_iso, write_provenance
+from robustkd.provenance import now_iso, record_beside, write_provenance
 from robustkd.readback import load_array
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,7 @@ def corruption_eval_job(
     device: str = "auto",
     rule: str = "evaluate_corruptions",
     wildcards: Mapping[str, Any] | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score fine-tuned classifiers (one per seed) on every stored corruption and severity.
 
@@ -244,11 +245,15 @@ def corruption_eval_job(
         severities: The severities stored, in file order.
         evaluation: ``batch_size``.
         views: The views config (normalisation comes from the backbone).
-        out: The ``corruptions.json`` to write (provenance beside it).
+        out: The ``corruptions.json`` to write.
         threads: CPU threads.
         device: Device name or ``auto``.
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
+        record: The job's provenance record (the rule's declared output); default
+            ``corruptions.provenance.json`` beside ``out``
+            (:func:`robustkd.provenance.record_beside`), never the folder's ``provenance.json``,
+            which the other evaluation job of the same (method, distortion) would overwrite.
 
     Returns:
         The record written: ``results`` (seed, corruption, severity, top1, top5, n) and
@@ -327,6 +332,7 @@ def corruption_eval_job(
     write_json_atomic(out, record)
     write_run_provenance(
         out.parent,
+        record=record if record is not None else record_beside(out),
         rule=rule,
         inputs=[*models, *corrupted.values(), labels, Path(data_dir) / "manifest.csv"],
         outputs=[out],

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustkd.provenance import write_provenance
+from robustkd.provenance import RECORD, write_provenance
 
 __all__ = ["seed_everything", "set_threads", "write_run_provenance"]
 
@@ -41,10 +41,15 @@ def write_run_provenance(
     started: str,
     device: torch.device,
     extra: Mapping[str, Any],
+    record: str | os.PathLike[str] | None = None,
 ) -> None:
-    """Write ``run_dir/provenance.json`` (:func:`robustkd.provenance.write_provenance`)."""
+    """Write the job's record (:func:`robustkd.provenance.write_provenance`).
+
+    ``record`` is the path the job's rule declares for it (one per job, never shared:
+    ``tests/test_dag_paths.py``); default ``run_dir/provenance.json``, a run folder's record.
+    """
     write_provenance(
-        run_dir / "provenance.json",
+        Path(record) if record is not None else run_dir / RECORD,
         rule=rule,
         inputs=inputs,
         outputs=outputs,

@@ -17,7 +17,7 @@ from robustkd.engine.data import load_image_set
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.inputs import eval_setup, eval_split, resolve_distortion
 from robustkd.engine.jobsetup import write_run_provenance
-from robustkd.provenance import now_iso
+from robustkd.provenance import now_iso, record_beside
 
 __all__ = ["ladder_job"]
 
@@ -38,6 +38,7 @@ def ladder_job(
     device: str = "auto",
     rule: str = "evaluate_ladder",
     wildcards: Mapping[str, Any] | None = None,
+    record: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate fine-tuned classifiers (one per seed) at several test distortions (Fig 2, Table 4).
 
@@ -50,11 +51,15 @@ def ladder_job(
             clean images (Table 4's clean row).
         evaluation: ``repeats``, ``batch_size``.
         views: ``preload_size``.
-        out: The ``ladder.json`` to write (provenance beside it).
+        out: The ``ladder.json`` to write.
         threads: CPU threads.
         device: Device name or ``auto``.
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
+        record: The job's provenance record (the rule's declared output); default
+            ``ladder.provenance.json`` beside ``out``
+            (:func:`robustkd.provenance.record_beside`), never the folder's ``provenance.json``,
+            which the other evaluation job of the same (method, distortion) would overwrite.
 
     Returns:
         The record written: one result per (seed, test distortion).
@@ -89,6 +94,7 @@ def ladder_job(
     write_json_atomic(out, record)
     write_run_provenance(
         out.parent,
+        record=record if record is not None else record_beside(out),
         rule=rule,
         inputs=[*models, Path(data_dir) / "manifest.csv"],
         outputs=[out],
