@@ -173,7 +173,7 @@ def test_all_then_beyond_keeps_every_record_and_every_table_audits(tiny_run):
             (folder,) = job.outputs
             assert (tiny_run / folder / "provenance.json").is_file(), job
 
-    for target in ("table1", "table2", "table3", "table4", "claims", "corruptions"):
+    for target in ("table1", "table2", "table3", "table4", "claims", "corruptions", "craft_table"):
         lines: list[str] = []
         result = audit(target, root=tiny_run, echo=lines.append)
         assert result.ok, (target, result.summary, [str(p) for p in result.problems][:5])

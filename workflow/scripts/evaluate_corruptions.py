@@ -20,7 +20,7 @@ corruption_eval_job(
     evaluation=snakemake.params.evaluation,
     views=snakemake.params.views,
     out=snakemake.output[0],
-    record=snakemake.output.record,
+    record_file=snakemake.output.record,
     threads=snakemake.threads,
     rule=snakemake.rule,
     wildcards=dict(snakemake.wildcards),

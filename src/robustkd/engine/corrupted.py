@@ -231,7 +231,7 @@ def corruption_eval_job(
     device: str = "auto",
     rule: str = "evaluate_corruptions",
     wildcards: Mapping[str, Any] | None = None,
-    record: str | os.PathLike[str] | None = None,
+    record_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score fine-tuned classifiers (one per seed) on every stored corruption and severity.
 
@@ -250,7 +250,7 @@ def corruption_eval_job(
         device: Device name or ``auto``.
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
-        record: The job's provenance record (the rule's declared output); default
+        record_file: The job's provenance record (the rule's declared output); default
             ``corruptions.provenance.json`` beside ``out``
             (:func:`robustkd.provenance.record_beside`), never the folder's ``provenance.json``,
             which the other evaluation job of the same (method, distortion) would overwrite.
@@ -332,7 +332,7 @@ def corruption_eval_job(
     write_json_atomic(out, record)
     write_run_provenance(
         out.parent,
-        record=record if record is not None else record_beside(out),
+        record=record_file if record_file is not None else record_beside(out),
         rule=rule,
         inputs=[*models, *corrupted.values(), labels, Path(data_dir) / "manifest.csv"],
         outputs=[out],

@@ -38,7 +38,7 @@ def ladder_job(
     device: str = "auto",
     rule: str = "evaluate_ladder",
     wildcards: Mapping[str, Any] | None = None,
-    record: str | os.PathLike[str] | None = None,
+    record_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate fine-tuned classifiers (one per seed) at several test distortions (Fig 2, Table 4).
 
@@ -56,7 +56,7 @@ def ladder_job(
         device: Device name or ``auto``.
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
-        record: The job's provenance record (the rule's declared output); default
+        record_file: The job's provenance record (the rule's declared output); default
             ``ladder.provenance.json`` beside ``out``
             (:func:`robustkd.provenance.record_beside`), never the folder's ``provenance.json``,
             which the other evaluation job of the same (method, distortion) would overwrite.
@@ -94,7 +94,7 @@ def ladder_job(
     write_json_atomic(out, record)
     write_run_provenance(
         out.parent,
-        record=record if record is not None else record_beside(out),
+        record=record_file if record_file is not None else record_beside(out),
         rule=rule,
         inputs=[*models, Path(data_dir) / "manifest.csv"],
         outputs=[out],
