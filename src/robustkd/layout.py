@@ -43,6 +43,7 @@ __all__ = [
     "finetune_files",
     "finetune_runs",
     "evaluation_tests",
+    "fetched_weights",
     "fraction_tag",
     "ladder_file",
     "table4_tests",
@@ -93,6 +94,12 @@ def fraction_tag(fraction: float) -> str:
 def teacher_weights(backbone: str) -> str:
     """Weights of a backbone pretrained by the pipeline (the miniature's stand-in teachers)."""
     return f"results/teachers/{backbone}/model.pth"
+
+
+def fetched_weights(backbone: str) -> dict[str, str]:
+    """A hub backbone's weights, fetched once (rule fetch_weights), and the fetch's record."""
+    base = f"results/weights/{backbone}"
+    return {"weights": f"{base}/model.safetensors", "record": f"{base}/provenance.json"}
 
 
 def distill_weights(method: str, distortion: str, seed: int | str) -> str:

@@ -32,6 +32,7 @@ from robustkd.layout import (
     corruption_set_labels,
     distill_weights,
     evaluation_tests,
+    fetched_weights,
     figure_files,
     finetune_files,
     finetune_runs,
@@ -201,21 +202,34 @@ def get_table_metrics(wildcards):
 
 
 def get_backbone_spec(name):
-    """A backbone's spec for robustkd.models.create_backbone, weights resolved.
+    """A backbone's spec for robustkd.models.create_backbone, weights resolved to a file.
 
     A backbone with a `pretrain` section is pretrained by the pipeline: its weights are the
-    output of rule pretrain_backbone.
+    output of rule pretrain_backbone. Hub weights are the output of rule fetch_weights.
     """
     spec = {k: v for k, v in config["backbones"][name].items() if k != "pretrain"}
     if "pretrain" in config["backbones"][name]:
         spec["weights"] = teacher_weights(name)
+    elif spec["weights"] == "hub":
+        spec["weights"] = fetched_weights(name)["weights"]
     return spec
 
 
 def get_backbone_weights(name):
-    """The weights file a backbone loads, as a rule input (none for hub downloads)."""
+    """The weights file a backbone loads, as a rule input."""
     weights = get_backbone_spec(name)["weights"]
-    return [] if weights in (None, "hub") else [weights]
+    return [] if weights is None else [weights]
+
+
+def get_hub_backbone_config(wildcards):
+    """The config entry (`weights: hub`) of the backbone rule fetch_weights downloads."""
+    spec = config["backbones"][wildcards.backbone]
+    if spec.get("weights") != "hub":
+        raise WorkflowError(
+            f"backbone {wildcards.backbone!r} has weights {spec.get('weights')!r}, not 'hub': "
+            "nothing to fetch"
+        )
+    return spec
 
 
 def get_distortion(wildcards):

@@ -1,7 +1,6 @@
 # Teachers: a backbone with a `pretrain` section is pretrained here, with labels, on the
 # pretraining corpus (data.pretrain_corpus: ImageNet classes disjoint from ImageNet-100's, the
-# miniature's stand-in for DINO's and CLIP's pretraining on other data); hub or local weights
-# need no rule.
+# miniature's stand-in for DINO's and CLIP's pretraining on other data).
 
 
 rule pretrain_backbone:
@@ -27,3 +26,25 @@ rule pretrain_backbone:
         evaluation=config["evaluation"],
     script:
         "../scripts/pretrain_backbone.py"
+
+
+# Hub weights (`weights: hub`): downloaded once, where Snakemake runs (a local rule: on a cluster
+# the login node, which has internet), into results/weights/<backbone>/; every job that needs
+# them reads that file. A local weights file in the config needs no rule.
+localrules:
+    fetch_weights,
+
+
+rule fetch_weights:
+    output:
+        weights=fetched_weights("{backbone}")["weights"],
+        record=fetched_weights("{backbone}")["record"],
+    log:
+        "logs/fetch_weights/{backbone}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    params:
+        backbone=get_hub_backbone_config,
+    script:
+        "../scripts/fetch_weights.py"

@@ -145,8 +145,8 @@ def attention_maps_job(
 
     Args:
         backbone: The ViT spec (its weights resolved: what is loaded).
-        teacher: The teacher's weights file, hashed into the provenance (one file when the
-            workflow made or was given it; none for weights from the hub).
+        teacher: The teacher's weights file, hashed into the provenance (the workflow's:
+            pretrained or fetched from the hub; or the config's own file).
         ours: Our distilled student of each distortion.
         supervised: The supervised classifier (``model.pth``) of each distortion.
         distortions: Config entries of the distortions.

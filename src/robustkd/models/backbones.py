@@ -8,10 +8,11 @@ A backbone is a ``timm`` model named by a config entry::
               kwargs: {img_size: 16, patch_size: 4, embed_dim: 96, depth: 4, num_heads: 3}}
 
 ``weights`` must be given: ``"hub"`` downloads the pretrained weights of the name's tag from
-the Hugging Face hub, a path loads a local file (``.pth``/``.bin``/``.safetensors``) with strict
-key checking, and an explicit ``null`` builds a randomly initialised model (the miniature's
-teacher before its pretraining). A pretrained backbone is never silently replaced by a random
-one.
+the Hugging Face hub (the workflow does it once, in rule fetch_weights, and its jobs load the
+file it writes: :mod:`robustkd.models.fetch`), a path loads a local file
+(``.pth``/``.bin``/``.safetensors``) with strict key checking, and an explicit ``null`` builds
+a randomly initialised model (the miniature's teacher before its pretraining). A pretrained
+backbone is never silently replaced by a random one.
 
 Backbones are feature extractors: the classifier is removed (``num_classes=0``), except for
 CLIP image towers (``*_clip*`` names), whose ``head.proj`` is CLIP's embedding projection and is
@@ -25,6 +26,7 @@ off.
 from __future__ import annotations
 
 import copy
+import pickle
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +36,8 @@ import timm
 import timm.data
 import timm.models
 import torch
+from huggingface_hub import constants as hf_constants
+from safetensors import SafetensorError
 from torch import nn
 
 from robustkd.errors import ConfigError
@@ -44,6 +48,7 @@ __all__ = [
     "copy_student",
     "create_backbone",
     "freeze",
+    "hub_url",
     "model_input_config",
 ]
 
@@ -52,6 +57,17 @@ HUB = "hub"
 
 _SPEC_KEYS = frozenset({"timm_name", "weights", "kwargs", "input_size"})
 _INPUT_KEYS = ("input_size", "mean", "std", "interpolation")
+# What a failed or corrupt download raises inside timm.create_model: huggingface_hub's
+# LocalEntryNotFoundError and URL errors (OSError), a truncated or foreign file (safetensors,
+# unpickling, torch.load's RuntimeError), tensors that do not fit (RuntimeError, ValueError).
+_DOWNLOAD_ERRORS = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    EOFError,
+    pickle.UnpicklingError,
+    SafetensorError,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,8 +187,8 @@ def _load_local_weights(model: nn.Module, path: Path, name: str) -> None:
         )
 
 
-def _create_from_hub(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
-    """Create ``name`` with the pretrained weights of its tag, downloaded from the hub."""
+def _pretrained_cfg(name: str) -> Any:
+    """The timm pretrained cfg of ``name``'s tag, or a ConfigError if it has no weights."""
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except RuntimeError as err:  # invalid tag
@@ -182,12 +198,41 @@ def _create_from_hub(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
             f"backbone {name!r}: weights 'hub' requested but timm has no pretrained weights for "
             "this name; give a local file or null"
         )
+    return cfg
+
+
+def hub_url(name: str) -> str:
+    """Where timm downloads the pretrained weights of ``name``'s tag from.
+
+    timm prefers the tag's Hugging Face hub repository (``huggingface_hub`` is one of its
+    requirements) and falls back to the tag's own URL.
+
+    Args:
+        name: A timm model name with a pretrained tag, e.g. ``vit_base_patch16_224.dino``.
+
+    Returns:
+        The hub repository's URL (``$HF_ENDPOINT/<repo>``, e.g.
+        ``https://huggingface.co/timm/vit_base_patch16_224.dino``), else the tag's URL.
+
+    Raises:
+        ConfigError: The name is unknown or its tag has no pretrained weights.
+    """
+    cfg = _pretrained_cfg(name)
+    if cfg.hf_hub_id:
+        return f"{hf_constants.ENDPOINT}/{cfg.hf_hub_id}"
+    return str(cfg.url or cfg.file)
+
+
+def _create_from_hub(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Create ``name`` with the pretrained weights of its tag, downloaded from the hub."""
+    url = hub_url(name)
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
-    except OSError as err:  # offline: huggingface_hub's LocalEntryNotFoundError, URL errors
+    except _DOWNLOAD_ERRORS as err:
         raise ConfigError(
-            f"backbone {name!r}: could not download pretrained weights ({err}); when offline, "
-            "set 'weights' to a local .pth/.safetensors file"
+            f"backbone {name!r}: could not download or read its pretrained weights from {url} "
+            f"({type(err).__name__}: {err}); when offline, set 'weights' to a local "
+            ".pth/.safetensors file"
         ) from err
 
 
