@@ -31,6 +31,7 @@ from robustkd.engine.checkpoint import load_checkpoint
 from robustkd.engine.distributed import DistContext, JobReferenceError, LaunchError, run_job
 from robustkd.engine.loop import TERM_ENV
 from robustkd.engine.optim import TrainConfig
+from robustkd.engine.runlock import LOCK_NAME
 from robustkd.errors import RobustKDError
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from tests import bounded
@@ -185,8 +186,10 @@ def test_preemption_of_a_two_process_run_resumes_identically(setup, tmp_path, mo
         run_job(DISTILL, _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
     assert not cut.exists()
     assert load_checkpoint(cut.parent / "checkpoint.pt")["step"] == 7
+    assert not (cut.parent / LOCK_NAME).exists()  # rank 0 held the folder and released it
     monkeypatch.delenv(TERM_ENV)
     run_job(DISTILL, _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
+    assert not (cut.parent / LOCK_NAME).exists()
     a, b = torch.load(whole), torch.load(cut)
     assert all(torch.equal(a[k], b[k]) for k in a)
 

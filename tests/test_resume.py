@@ -1,8 +1,13 @@
-"""A distillation killed with SIGKILL mid-epoch resumes to bit-identical student weights."""
+"""A distillation killed with SIGKILL mid-epoch resumes to bit-identical student weights.
+
+Its run folder has one writer at a time: a second job on it stops at once, a killed job's lock
+is taken over by the rerun, and a finished or preempted job leaves no lock behind.
+"""
 
 import json
 import os
 import signal
+import socket
 import sys
 
 import pytest
@@ -10,7 +15,8 @@ import torch
 
 from robustkd.data.imagenet100 import prepare, write_demo_raw
 from robustkd.engine.checkpoint import load_checkpoint
-from robustkd.engine.loop import KILL_ENV, TERM_ENV
+from robustkd.engine.loop import KILL_ENV, STOP_ENV, TERM_ENV
+from robustkd.engine.runlock import LOCK_NAME, read_lock
 from robustkd.models.backbones import create_backbone
 from tests import bounded
 
@@ -68,7 +74,8 @@ def distill_kwargs(root, out):
     )
 
 
-def _job(root, out, kill_at=None, term_at=None):
+def _command(root, out, kill_at=None, term_at=None, stop_at=None):
+    """The command and environment of a distill job in its own process, with test hooks."""
     args = distill_kwargs(root, out)
     code = (
         "import json, sys; from robustkd.engine.jobs import distill_job; "
@@ -76,18 +83,43 @@ def _job(root, out, kill_at=None, term_at=None):
         "distill_job(**json.loads(sys.argv[1]))"
     )
     env = dict(os.environ)
-    env.pop(KILL_ENV, None)
-    env.pop(TERM_ENV, None)
-    if kill_at is not None:
-        env[KILL_ENV] = str(kill_at)
-    if term_at is not None:
-        env[TERM_ENV] = str(term_at)
-    return bounded.run(
-        [sys.executable, "-c", code, json.dumps(args)],
-        what=f"distill job (kill at {kill_at}, SIGTERM at {term_at})",
-        timeout=bounded.JOB,
-        env=env,
-    )
+    for name, step in ((KILL_ENV, kill_at), (TERM_ENV, term_at), (STOP_ENV, stop_at)):
+        env.pop(name, None)
+        if step is not None:
+            env[name] = str(step)
+    what = f"distill job (kill at {kill_at}, SIGTERM at {term_at}, SIGSTOP at {stop_at})"
+    return [sys.executable, "-c", code, json.dumps(args)], env, what
+
+
+def _job(root, out, kill_at=None, term_at=None):
+    cmd, env, what = _command(root, out, kill_at=kill_at, term_at=term_at)
+    return bounded.run(cmd, what=what, timeout=bounded.JOB, env=env)
+
+
+@pytest.fixture
+def stopped_job():
+    """Start a distill job that stops itself (SIGSTOP) before a step, holding its run folder.
+
+    Called as ``stopped_job(root, out, stop_at, term_at=None)``; returns the stopped process and
+    its description. One the test leaves stopped (a failed assertion) is killed at the end.
+    """
+    started = []
+
+    def start(root, out, stop_at, term_at=None):
+        cmd, env, what = _command(root, out, term_at=term_at, stop_at=stop_at)
+        started.append(bounded.start_until_stopped(cmd, what=what, timeout=bounded.JOB, env=env))
+        return started[-1], what
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def _holder(run_dir):
+    """Who the run folder's lock file names (None: no lock file)."""
+    return read_lock(run_dir / LOCK_NAME)
 
 
 def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
@@ -100,10 +132,18 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "cut" / "student.pth").exists()
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 6
+    # The killed job could not release its run folder: its lock file names its (gone) pid.
+    leftover = _holder(tmp_path / "cut")
+    assert leftover is not None and leftover.host == socket.gethostname()
 
     rerun = _job(setup, tmp_path / "cut" / "student.pth")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resumed from" in rerun.stderr and "at step 6/10" in rerun.stderr
+    # The rerun took the stale lock over, said so, and released it at its end.
+    assert f"taking over the lock of run folder {tmp_path / 'cut'}" in rerun.stderr
+    assert f"pid {leftover.pid}, since {leftover.since}" in rerun.stderr
+    assert _holder(tmp_path / "cut") is None
+    assert _holder(tmp_path / "whole") is None
     a = torch.load(tmp_path / "whole" / "student.pth")
     b = torch.load(tmp_path / "cut" / "student.pth")
     assert a.keys() == b.keys()
@@ -111,21 +151,55 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_preemption_signal_checkpoints_then_resumes_identically(setup, tmp_path):
+def test_preemption_signal_checkpoints_then_resumes_identically(setup, tmp_path, stopped_job):
     """SIGTERM (a cluster's preemption notice) mid-epoch: checkpoint, exit, rerun, same weights."""
     whole = _job(setup, tmp_path / "whole" / "student.pth")
     assert whole.returncode == 0, whole.stderr[-3000:]
-    stopped = _job(setup, tmp_path / "cut" / "student.pth", term_at=7)
+    # Held mid-run (SIGSTOP before step 5), the job holds its run folder under its own pid.
+    job, what = stopped_job(setup, tmp_path / "cut" / "student.pth", stop_at=5, term_at=7)
+    holder = _holder(tmp_path / "cut")
+    assert holder is not None and (holder.host, holder.pid) == (socket.gethostname(), job.pid)
+    stopped = bounded.continue_stopped(job, what=what, timeout=bounded.JOB)
     assert stopped.returncode == 1
     assert "SIGTERM received: checkpoint of step 7" in stopped.stderr
     assert not (tmp_path / "cut" / "student.pth").exists()
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 7
+    assert _holder(tmp_path / "cut") is None  # released on the preemption: the rerun may start
     rerun = _job(setup, tmp_path / "cut" / "student.pth")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "at step 7/10" in rerun.stderr
+    assert "at step 7/10" in rerun.stderr and "taking over" not in rerun.stderr
+    assert _holder(tmp_path / "cut") is None
     a = torch.load(tmp_path / "whole" / "student.pth")
     b = torch.load(tmp_path / "cut" / "student.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_writer_of_a_run_folder_stops_at_once(setup, tmp_path, stopped_job):
+    """Two jobs on one run folder (snakemake --nolock, or two working directories sharing
+    results/): the second stops before it trains, naming the folder and the first job; the first
+    finishes with exactly one log line per step."""
+    out = tmp_path / "run" / "student.pth"
+    # The first job stops itself before step 3, after its checkpoint of step 2.
+    first, what = stopped_job(setup, out, stop_at=3)
+    holder = _holder(out.parent)
+    assert holder is not None and holder.pid == first.pid
+
+    second = _job(setup, out)
+    assert second.returncode == 1, second.stderr[-3000:]
+    assert "RunFolderBusy" in second.stderr
+    assert (
+        f"run folder {out.parent} is being written by another training job "
+        f"(host {socket.gethostname()}, pid {first.pid}, since {holder.since}; "
+        f"lock file {out.parent / LOCK_NAME})"
+    ) in second.stderr
+    assert "resumed from" not in second.stderr  # it stopped before touching the checkpoint
+    assert _holder(out.parent) == holder  # and left the first job's lock alone
+
+    done = bounded.continue_stopped(first, what=what, timeout=bounded.JOB)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [json.loads(ln)["step"] for ln in (out.parent / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))  # 2 epochs x 5 steps, each logged once, in order
+    assert out.exists() and _holder(out.parent) is None
 
 
 def _in_process(root, out, **train):

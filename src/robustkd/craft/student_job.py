@@ -24,7 +24,7 @@ from robustkd.craft.tasks import create_task
 from robustkd.craft.tasks.base import StudentTask
 from robustkd.craft.teacher_job import load_teacher
 from robustkd.engine.distributed import is_main
-from robustkd.engine.jobsetup import seed_everything
+from robustkd.engine.jobsetup import holds_run_folders, seed_everything
 from robustkd.engine.optim import TrainConfig
 from robustkd.provenance import now_iso, run_wildcards
 
@@ -53,6 +53,7 @@ def _cost(task: StudentTask, summary: Mapping[str, Any], cfg: TrainConfig) -> di
     }
 
 
+@holds_run_folders(lambda job: [Path(out).parent for out in job["outputs"]])
 def student_job(
     *,
     method: str,

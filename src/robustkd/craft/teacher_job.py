@@ -18,7 +18,7 @@ from robustkd.craft import training
 from robustkd.craft.models import CifarResNet, create_cifar_model, freeze_teacher
 from robustkd.craft.tasks.baselines import ErmTask
 from robustkd.engine.distributed import is_main
-from robustkd.engine.jobsetup import seed_everything
+from robustkd.engine.jobsetup import holds_run_folders, seed_everything
 from robustkd.provenance import now_iso
 from robustkd.readback import load_weights
 
@@ -27,6 +27,7 @@ __all__ = ["load_teacher", "teacher_job"]
 log = logging.getLogger(__name__)
 
 
+@holds_run_folders(lambda job: [Path(job["out_weights"]).parent])
 def teacher_job(
     *,
     data_dir: str | os.PathLike[str],

@@ -5,7 +5,8 @@ scale, every configured seed in the miniature (a process pays 3-5 s of imports b
 first step; the miniature's steps take milliseconds), as ``jobs.seeds_per_job`` says. Seed
 ``s`` has its own run folder with a checkpoint, a JSON-lines log, its outputs and
 ``provenance.json``, the same whichever way the seeds are grouped; a killed job resumes each
-seed from its own checkpoint.
+seed from its own checkpoint. A job holds all its run folders from its start to its end
+(:func:`~robustkd.engine.jobsetup.holds_run_folders`): a second writer of one stops at once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from robustkd.engine.distributed import context, is_main
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
 from robustkd.engine.inputs import eval_split, input_view, resolve_distortion
-from robustkd.engine.jobsetup import seed_everything, set_threads, write_run_provenance
+from robustkd.engine.jobsetup import (
+    holds_run_folders,
+    seed_everything,
+    set_threads,
+    write_run_provenance,
+)
 from robustkd.engine.loop import resolve_device, train
 from robustkd.engine.optim import TrainConfig
 from robustkd.losses.multilevel import create_multilevel_loss, needs_attention
@@ -41,6 +47,7 @@ __all__ = ["FinetuneRun", "distill_job", "finetune_job", "pretrain_job"]
 log = logging.getLogger(__name__)
 
 
+@holds_run_folders(lambda job: [Path(job["out_weights"]).parent])
 def pretrain_job(
     *,
     backbone: Mapping[str, Any],
@@ -147,6 +154,7 @@ def _distill_task(
     )
 
 
+@holds_run_folders(lambda job: [Path(out).parent for out in job["outputs"]])
 def distill_job(
     *,
     method: str,
@@ -259,6 +267,7 @@ class FinetuneRun:
     out: str
 
 
+@holds_run_folders(lambda job: [Path(run.out).parent for run in job["runs"]])
 def finetune_job(
     *,
     backbone: Mapping[str, Any],

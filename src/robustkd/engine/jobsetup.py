@@ -1,19 +1,23 @@
-"""What every job does around its work: seeding, CPU threads, the provenance record."""
+"""What every job does around its work: seeding, CPU threads, its run folders, provenance."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
 
+from robustkd.engine.runlock import hold_run_folders
 from robustkd.provenance import RECORD, write_provenance
 
-__all__ = ["seed_everything", "set_threads", "write_run_provenance"]
+__all__ = ["holds_run_folders", "seed_everything", "set_threads", "write_run_provenance"]
+
+Job = TypeVar("Job", bound=Callable[..., Any])
 
 
 def seed_everything(seed: int) -> None:
@@ -27,6 +31,33 @@ def set_threads(threads: int) -> int:
     """Use ``threads`` for intra-op parallelism; return the data-loader worker count."""
     torch.set_num_threads(max(1, threads))
     return 0 if threads <= 2 else threads - 1
+
+
+def holds_run_folders(
+    folders: Callable[[Mapping[str, Any]], Iterable[str | os.PathLike[str]]],
+) -> Callable[[Job], Job]:
+    """Make a training job hold its run folders for its whole call, before it loads anything.
+
+    A second job writing any of them then stops at once (:mod:`robustkd.engine.runlock`); the
+    folders are released when the job returns or raises.
+
+    Args:
+        folders: The job's run folders, from the keyword arguments it is called with (jobs take
+            keyword arguments only).
+
+    Returns:
+        A decorator of the job function.
+    """
+
+    def decorate(job: Job) -> Job:
+        @functools.wraps(job)
+        def held(**kwargs: Any) -> Any:
+            with hold_run_folders(folders(kwargs)):
+                return job(**kwargs)
+
+        return cast(Job, held)
+
+    return decorate
 
 
 def write_run_provenance(

@@ -22,7 +22,8 @@ global RNG states are checkpointed too, for anything inside the model that uses 
 Under ``torchrun`` (:mod:`robustkd.engine.distributed`) the loop runs data-parallel: each rank
 takes its slice of every global batch, DDP averages gradients, loss components are averaged
 across ranks before they are logged or checked, a preemption signal seen by any rank stops all
-of them at the same step, and only rank 0 writes the checkpoint and the log.
+of them at the same step, and only rank 0 writes the checkpoint and the log (and holds the run
+folder: :mod:`robustkd.engine.runlock`).
 """
 
 from __future__ import annotations
@@ -62,16 +63,19 @@ from robustkd.engine.data import (
 from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
 from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
 from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
+from robustkd.engine.runlock import hold_run_folder
 from robustkd.engine.steplog import StepLog, truncate_log
 
-__all__ = ["KILL_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
+__all__ = ["KILL_ENV", "STOP_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
 # Test hooks: send this process SIGKILL / SIGTERM right before the given global step (prove
-# exact resume after a hard kill and after a preemption).
+# exact resume after a hard kill and after a preemption), or SIGSTOP (hold a run mid-way while a
+# test starts a second writer of its folder; SIGCONT goes on).
 KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
 TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
+STOP_ENV = "ROBUSTKD_SIGSTOP_AT_STEP"
 
 
 class Task(Protocol):
@@ -159,6 +163,8 @@ def train(
         record: Resolved config stored in every checkpoint.
 
     Under torchrun every rank calls this with the same arguments; rank 0 writes the files.
+    ``run_dir`` is held exclusively meanwhile (:mod:`robustkd.engine.runlock`; a job holding it
+    already keeps it).
 
     Returns:
         A summary: steps, epochs, final loss components, images/s, resumed-from step.
@@ -166,7 +172,22 @@ def train(
     Raises:
         NonFiniteError: A loss component became NaN/inf (names the step and component).
         ValueError: The global batch does not split evenly between the ranks.
+        RunFolderBusy: Another process writes ``run_dir`` (names it and that process).
+        Preempted: SIGTERM or SIGUSR1 arrived (after a checkpoint, in the loop).
     """
+    with hold_run_folder(run_dir):
+        return _train(task, dataset, cfg, seed, Path(run_dir), device, record)
+
+
+def _train(
+    task: Task,
+    dataset: ImageSet,
+    cfg: TrainConfig,
+    seed: int,
+    run_dir: Path,
+    device: torch.device,
+    record: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     ctx = context()
     if cfg.batch_size % ctx.world:
         raise ValueError(
@@ -174,7 +195,6 @@ def train(
             "data-parallel processes"
         )
     local = cfg.batch_size // ctx.world
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run_dir / "checkpoint.pt", run_dir / "log.jsonl"
     model = task.model.to(device)
@@ -240,6 +260,7 @@ def train(
 
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     term_at = int(os.environ.get(TERM_ENV, "-1"))
+    stop_at = int(os.environ.get(STOP_ENV, "-1"))
     interactive = sys.stderr.isatty()
     last: dict[str, float] = {}
     t0, seen = time.perf_counter(), 0
@@ -271,6 +292,9 @@ def train(
                     os.kill(os.getpid(), signal.SIGKILL)
                 if step == term_at:
                     os.kill(os.getpid(), signal.SIGTERM)
+                if step == stop_at:
+                    log_file.flush()
+                    os.kill(os.getpid(), signal.SIGSTOP)
                 if preempted(preemption, ctx):
                     steplog.flush()
                     checkpoint()
