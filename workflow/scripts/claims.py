@@ -15,12 +15,14 @@ config = snakemake.params.config
 build_claims_table(
     paper_claims(config),
     Path(snakemake.output.csv).with_suffix(""),
+    decision=config["claims"],
     provenance={
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards),
         "config": {
             "experiments": config["experiments"],
             "seeds": config["seeds"],
+            "claims": config["claims"],
         },
     },
 )

@@ -10,24 +10,18 @@ fractions", ``gap(lowest fraction, s) - gap(100 %, s)``. Seed ``s`` of every run
 order, augmentation and distortion draws, so the combination is computed per seed and tested
 like a paired difference (:func:`robustkd.report.stats.paired_test` against zero).
 
-**Decision rule** (stated in the tables and the README; assumed, not from the paper): with the
-mean ``m`` of the per-seed combination and its two-sided 95 % Student-t interval
-``[lo, hi]`` over the ``n`` seeds,
-
-- *supported*: ``lo > 0`` (the interval lies above zero; equivalently p < 0.05 and m > 0);
-- *contradicted*: ``hi < 0`` (the interval lies below zero: the opposite is shown);
-- *undecided at this size*: the interval contains zero, or it is undefined (one seed, or
-  every seed gives exactly the same value).
-
-No correction for multiple comparisons is applied (about 60 claims at 5 % each: a few
-verdicts may be chance); the table says so. The same code gives the verdicts of a paper-scale
-run.
+**Verdicts** (:mod:`robustkd.report.verdicts`; assumed, not from the paper): every claim's
+difference test and equivalence test form one family, Holm-adjusted at ``claims.alpha``, so
+the chance that any verdict of the table is wrong is at most alpha. A claim is *supported* or
+*contradicted* when its adjusted difference p is below alpha (by the sign of the mean),
+*equivalent* when its adjusted equivalence p is (no difference as large as
+``claims.equivalence_margin`` points), else *undecided*, with the minimal detectable effect
+saying what the run could have seen. The same code gives the verdicts of a paper-scale run.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,20 +37,23 @@ from robustkd.layout import (
     table_spec,
 )
 from robustkd.provenance import now_iso
-from robustkd.report.stats import PairedResult, format_paired, paired_test
+from robustkd.report.claims_text import claims_markdown
+from robustkd.report.stats import format_paired, paired_test
 from robustkd.report.tables import cell_record, read_value, write_table_provenance
+from robustkd.report.verdicts import VERDICTS, decide
 
 __all__ = [
+    "DEFAULT_DECISION",
     "VERDICTS",
     "Claim",
     "Term",
     "build_claims_table",
     "claim_inputs",
     "paper_claims",
-    "verdict",
 ]
 
-VERDICTS = ("supported", "contradicted", "undecided")
+# The paper config's ``claims`` section (config/config.yaml), for callers without a config.
+DEFAULT_DECISION = {"alpha": 0.05, "power": 0.8, "equivalence_margin": 2.0}
 
 
 @dataclass(frozen=True)
@@ -94,17 +91,6 @@ class Claim:
     statement: str
     seeds: tuple[int, ...]
     terms: tuple[Term, ...]
-
-
-def verdict(result: PairedResult) -> str:
-    """The verdict of a claim whose combination's mean should be positive (module rule)."""
-    if result.n < 2 or math.isnan(result.ci_low) or math.isnan(result.ci_high):
-        return "undecided"
-    if result.ci_low > 0:
-        return "supported"
-    if result.ci_high < 0:
-        return "contradicted"
-    return "undecided"
 
 
 def _files(
@@ -277,6 +263,7 @@ def build_claims_table(
     claims: Sequence[Claim],
     out_prefix: str | os.PathLike[str],
     *,
+    decision: Mapping[str, float] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Write ``<out_prefix>.{csv,md}`` (one row per claim) and ``<out_prefix>.provenance.json``.
@@ -284,10 +271,13 @@ def build_claims_table(
     Args:
         claims: From :func:`paper_claims`.
         out_prefix: Path without extension (``results/tables/claims``).
+        decision: The config's ``claims`` section: ``alpha``, ``power``,
+            ``equivalence_margin`` (default :data:`DEFAULT_DECISION`).
         provenance: Fields of the record (``rule``, ``config``, ``wildcards``).
 
     Returns:
-        One dict per claim: key, source, statement, n, mean, std, ci_low, ci_high, p, verdict.
+        One dict per claim: key, source, statement, n, mean, std, ci_low, ci_high, p, p_adj,
+        p_equiv, p_equiv_adj, mde (points), verdict (:data:`VERDICTS`), text, values.
 
     Raises:
         FileNotFoundError: A metrics file is missing. KeyError: a metric is absent from it.
@@ -295,8 +285,9 @@ def build_claims_table(
     """
     import pandas as pd
 
+    rule = {**DEFAULT_DECISION, **(decision or {})}
     started, cache = now_iso(), {}
-    rows, cells = [], []
+    rows, cells, tested = [], [], []
     for c in claims:
         per_seed = [0.0] * len(c.seeds)
         for t in c.terms:
@@ -320,6 +311,7 @@ def build_claims_table(
                 seed_rec["metric"] = key
             cells.append(cell)
         res = paired_test(per_seed, [0.0] * len(per_seed), seeds=c.seeds)
+        tested.append(per_seed)
         rows.append(
             {
                 "claim": c.key,
@@ -331,31 +323,26 @@ def build_claims_table(
                 "ci_low": res.ci_low,
                 "ci_high": res.ci_high,
                 "p": res.p,
-                "verdict": verdict(res),
                 "text": format_paired(res),
                 "values": json.dumps(per_seed),
             }
         )
-    df = pd.DataFrame(
-        rows,
-        columns=[
-            "claim",
-            "source",
-            "statement",
-            "n",
-            "mean",
-            "std",
-            "ci_low",
-            "ci_high",
-            "p",
-            "verdict",
-            "text",
-            "values",
-        ],
+    decisions = decide(
+        tested,
+        [r["p"] for r in rows],
+        margin=float(rule["equivalence_margin"]),
+        alpha=float(rule["alpha"]),
+        power=float(rule["power"]),
     )
+    for r, d in zip(rows, decisions, strict=True):
+        r.update(p_adj=d.p_adj, p_equiv=d.p_equiv, p_equiv_adj=d.p_equiv_adj, mde=d.mde)
+        r["verdict"] = d.verdict
+    columns = ["claim", "source", "statement", "n", "mean", "std", "ci_low", "ci_high", "p"]
+    columns += ["p_adj", "p_equiv", "p_equiv_adj", "mde", "verdict", "text", "values"]
+    df = pd.DataFrame(rows, columns=columns)
     outputs = [f"{out_prefix}.csv", f"{out_prefix}.md"]
     atomic_write_text(outputs[0], df.drop(columns=["text"]).to_csv(index=False))
-    atomic_write_text(outputs[1], _markdown(rows))
+    atomic_write_text(outputs[1], claims_markdown(rows, rule))
     write_table_provenance(
         out_prefix,
         name="claims",
@@ -368,29 +355,3 @@ def build_claims_table(
         started=started,
     )
     return rows
-
-
-def _markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-    ns = sorted({r["n"] for r in rows})
-    lines = [
-        "**The main paper's claims, tested on this run**",
-        "",
-        f"{len(rows)} claims: {counts['supported']} supported, {counts['contradicted']} "
-        f"contradicted, {counts['undecided']} undecided at this size (n = "
-        f"{', '.join(map(str, ns)) or 0} seeds).",
-        "",
-        "| Source | Claim | Difference (points) [95 % CI], p | Verdict |",
-        "|---|---|---|---|",
-    ]
-    lines += [f"| {r['source']} | {r['statement']} | {r['text']} | {r['verdict']} |" for r in rows]
-    lines += [
-        "",
-        "- Difference: the per-seed combination the claim says is positive (ours minus the "
-        "other method; for the Fig 3 gap claims, the gap at the lowest fraction minus the gap "
-        "at the highest), mean over seeds, 95 % Student-t interval, two-sided paired t-test.",
-        "- Verdict: supported if the interval lies above 0, contradicted if it lies below 0, "
-        "otherwise (or with fewer than 2 seeds, or no spread) undecided at this size. No "
-        "correction for multiple comparisons.",
-    ]
-    return "\n".join(lines) + "\n"
