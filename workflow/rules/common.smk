@@ -17,6 +17,7 @@ from robustkd.config import distortion_entry, resolve_workflow_files, validate_c
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests
 from robustkd.report.claims import claim_inputs, paper_claims
+from robustkd.triggers import scientific
 from robustkd.layout import (
     CLEAN_TEST,
     DISTILL_METHODS,
@@ -54,6 +55,15 @@ try:
     resolve_workflow_files(config, WORKFLOW_DIR)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+
+# Rerun triggers (robustkd.triggers): Snakemake reruns a job whose params changed. Params never
+# hold the checkout's location (a shipped file's path compares by its config value and sha256)
+# nor operational settings, which change no output: `checkpoint_every` and `log_every` of every
+# training section (training.*, backbones.*.pretrain, craft.teacher/student.train). Rules pass
+# scientific(...) of a section; the job puts the operational values back from its
+# snakemake.config (with_operational), and its provenance record names them. Every other key is
+# scientific and reruns what uses it (amp, amp_dtype and compile too: they change arithmetic).
+# Threads, GPUs, memory and runtime are resources: never triggers.
 
 # GPUs: the rules declare none; the profile asks for them per training job, with `gpu` or a gpu
 # `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here.
@@ -224,8 +234,9 @@ def get_distortion(wildcards):
 
 
 def get_backbone_config(wildcards):
-    """The config entry of the job's backbone (with its pretrain section)."""
-    return config["backbones"][wildcards.backbone]
+    """The config entry of the job's backbone (with its pretrain section), without its
+    operational settings (the job reads them from its config)."""
+    return scientific(config["backbones"][wildcards.backbone])
 
 
 def get_distill_outputs(method="{distill_method}"):

@@ -48,7 +48,9 @@ rule craft_teacher:
         mem_mb=8000,
         runtime=1440,
     params:
-        craft=config["craft"],
+        # Without checkpoint_every and log_every (operational: the script reads them from the
+        # config; common.smk, "Rerun triggers").
+        craft=scientific(config["craft"]),
         cifar10c=get_craft_cifar10c(),
     script:
         "../scripts/craft_teacher.py"
@@ -79,7 +81,7 @@ rule craft_student:
         mem_mb=8000,
         runtime=2880,
     params:
-        craft=config["craft"],
+        craft=scientific(config["craft"]),  # operational settings: from the config, as above
         seeds=get_job_seeds,
         conditions=get_craft_conditions(),
         cifar10c=get_craft_cifar10c(),

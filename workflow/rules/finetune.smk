@@ -35,7 +35,10 @@ for _kind in FINETUNE_KINDS:
             backbone=get_method_backbone_spec,
             runs=get_finetune_runs(_kind),
             distortion=get_distortion,
-            train=config["training"]["finetune"],
+            # Without checkpoint_every and log_every (operational: finetune.py reads them from
+            # the config at settings_key; common.smk, "Rerun triggers").
+            train=scientific(config["training"]["finetune"]),
+            settings_key="training.finetune",
             evaluation=config["evaluation"],
             views=config["views"],
         script:

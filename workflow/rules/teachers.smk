@@ -22,6 +22,8 @@ rule pretrain_backbone:
         mem_mb=8000,
         runtime=720,
     params:
+        # Without checkpoint_every and log_every (operational: pretrain_backbone.py reads them
+        # from the config; common.smk, "Rerun triggers").
         backbone=get_backbone_config,
         views=config["views"],
         evaluation=config["evaluation"],
