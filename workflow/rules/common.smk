@@ -15,7 +15,7 @@ _checkout.use_checkout_package()
 
 from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
-from robustkd.gpus import check_gpu_requests
+from robustkd.gpus import check_gpu_requests, stated_requests
 from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.triggers import scientific
 from robustkd.layout import (
@@ -66,37 +66,18 @@ except ConfigError as exc:
 # Threads, GPUs, memory and runtime are resources: never triggers.
 
 # GPUs: the rules declare none; the profile asks for them per training job, with `gpu` or a gpu
-# `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here.
-
-
-def _concrete(resources):
-    """GPU resources of a profile or the command line as plain values.
-
-    Snakemake keeps a string such as `gres: "gpu:a100:2"` as an expression to evaluate per job
-    (it falls back to the string itself): its raw text is what sbatch gets. Other expressions
-    are left out.
-    """
-    out = {}
-    for key, value in dict(resources or {}).items():
-        if key not in ("gpu", "gres"):
-            continue
-        if hasattr(value, "is_evaluable"):
-            raw = getattr(value, "raw", None)
-            if not value.is_evaluable():
-                value = value.value
-            elif isinstance(raw, str) and (key == "gres" or raw.strip().isdigit()):
-                value = raw.strip()
-            else:
-                continue
-        out[key] = value
-    return out
+# `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here, given in
+# a profile or on the command line (`--set-resources 'distill:gres="gpu:a100:2"'`).
 
 
 try:
     _settings = workflow.resource_settings
     check_gpu_requests(
-        _concrete(_settings.default_resources),
-        {r: _concrete(res) for r, res in dict(_settings.overwrite_resources).items()},
+        stated_requests(_settings.default_resources),
+        {
+            r: stated_requests(res)
+            for r, res in dict(_settings.overwrite_resources).items()
+        },
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid resources: {exc}") from None
