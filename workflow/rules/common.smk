@@ -16,6 +16,8 @@ _checkout.use_checkout_package()
 from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests, stated_requests
+from robustkd.plan import set_sizes
+from robustkd.timelimit import job_runtime
 from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.triggers import scientific
 from robustkd.layout import (
@@ -81,6 +83,18 @@ try:
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid resources: {exc}") from None
+
+
+def planned_runtime(rule_name):
+    """Resource function: the job's time limit in minutes (sbatch -t) from its plan, with a
+    margin, longer on each retry (robustkd.timelimit). A profile's `runtime` replaces it.
+    """
+
+    def runtime(wildcards, attempt):
+        sizes = set_sizes(config)
+        return job_runtime(rule_name, dict(wildcards.items()), config, sizes, attempt)
+
+    return runtime
 
 
 def _alternatives(names):

@@ -46,7 +46,7 @@ rule craft_teacher:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=1440,
+        runtime=planned_runtime("craft_teacher"),
     params:
         # Without checkpoint_every and log_every (operational: the script reads them from the
         # config; common.smk, "Rerun triggers").
@@ -79,7 +79,7 @@ rule craft_student:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=2880,
+        runtime=planned_runtime("craft_student"),
     params:
         craft=scientific(config["craft"]),  # operational settings: from the config, as above
         seeds=get_job_seeds,

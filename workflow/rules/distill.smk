@@ -21,7 +21,7 @@ rule distill:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=1440,
+        runtime=planned_runtime("distill"),
     params:
         method="{distill_method}",
         backbone=get_backbone_spec("vit"),
@@ -51,7 +51,7 @@ rule distill_ci:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=1440,
+        runtime=planned_runtime("distill_ci"),
     params:
         method="ci",
         backbone=get_backbone_spec("clip"),

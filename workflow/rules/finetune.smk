@@ -30,7 +30,7 @@ for _kind in FINETUNE_KINDS:
         threads: 1
         resources:
             mem_mb=8000,
-            runtime=1440,
+            runtime=planned_runtime(FINETUNE_RULES[_kind]),
         params:
             backbone=get_method_backbone_spec,
             runs=get_finetune_runs(_kind),
