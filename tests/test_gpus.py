@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from robustkd.errors import ConfigError
-from robustkd.gpus import check_gpu_requests, gpu_processes
+from robustkd.gpus import check_gpu_requests, gpu_processes, stated_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,3 +81,39 @@ def test_both_requests_stop_the_workflow_before_any_job():
     assert proc.returncode != 0
     assert "invalid resources: pretrain_backbone: GPUs requested twice" in said
     assert "keep one of them in your profile's set-resources" in said
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        # The command line keeps a quoted string as an expression, quotes and all.
+        ("--set-resources", "pretrain_backbone:gpu=1", 'pretrain_backbone:gres="gpu:a100:2"'),
+        ("--set-resources", "pretrain_backbone:gres='gpu:2'", "--default-resources", "gpu=1"),
+    ],
+)
+def test_both_requests_on_the_command_line_stop_the_workflow(args):
+    proc = _dry_run(*args)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid resources: pretrain_backbone: GPUs requested twice, gpu=1 and gres=" in said
+    assert "(or in --set-resources on the command line)" in said
+
+
+def test_a_quoted_gres_alone_is_the_request():
+    proc = _dry_run("--set-resources", 'pretrain_backbone:gres="gpu:a100:2"')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = re.search(r"rule pretrain_backbone:\n(?:    .*\n)*?    resources: (.*)", proc.stdout)
+    assert job is not None and "gres=gpu:a100:2" in job.group(1), proc.stdout[-3000:]
+
+
+def test_stated_requests_read_snakemake_resources_as_sbatch_gets_them():
+    from snakemake.resources import Resources
+
+    parsed = Resources.parse(
+        ['gres="gpu:a100:2"', "gpu=2", "mem_mb=1000", "runtime=f(attempt)"], allow_expressions=True
+    )
+    assert stated_requests(parsed) == {"gres": "gpu:a100:2", "gpu": 2}
+    assert stated_requests(Resources.parse(["gres=gpu:a100:2"], allow_expressions=True)) == {
+        "gres": "gpu:a100:2"
+    }
+    assert stated_requests(Resources.parse(["gpu=2*n"], allow_expressions=True)) == {}

@@ -301,8 +301,10 @@ def test_profile_by_bare_name(slurm_cluster, tmp_path):
     assert {"distill", "pretrain_backbone"} <= set(requested) & gpu_rules, sorted(requested)
     for rule in set(requested) & gpu_rules:
         want = shipped["set-resources"][rule]
-        for key in ("gpu", "cpus_per_task", "mem_mb", "runtime"):
+        for key in ("gpu", "cpus_per_task", "mem_mb"):
             assert f"{key}={want[key]}," in requested[rule] + ",", (rule, key)
+        # The time limit is the rule's own, from the plan (robustkd.timelimit): not set here.
+        assert "runtime" not in want and "runtime=" in requested[rule], rule
     assert "gpu=" not in requested["demo_raw"]
 
     # And one real job, submitted through sbatch with the profile found by name.

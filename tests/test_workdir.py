@@ -96,3 +96,47 @@ def test_own_file_in_the_workdir_is_kept(tmp_path):
     shipped = str(ROOT / "config" / "imagenet100.txt")
     assert resolve_workflow_files(config, ROOT, tmp_path / "elsewhere") == {key: shipped}
     assert config["data"]["datasets"]["imagenet100"]["class_list"] == shipped
+
+
+@pytest.mark.e2e
+def test_audit_follows_raw_data_written_in_another_working_directory(tmp_path):
+    """One run writes the miniature's raw data, a second one (another `-d`) prepares it from
+    there: the audit of the second resolves the first run's record against the first run's
+    directory (it names it), not its own root, and still catches a changed raw file."""
+    from robustkd.audit import audit
+    from tests import bounded
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    raw = first / "results" / "raw_demo" / "imagenet100"
+    overlay = tmp_path / "elsewhere.yaml"
+    overlay.write_text(
+        f"demo_raw: {{enabled: false}}\ndata: {{datasets: {{imagenet100: {{root: {raw}}}}}}}\n"
+    )
+    tiny = [ROOT / "config" / "demo.yaml", ROOT / "tests" / "data" / "tiny.yaml"]
+    for workdir, target, configs in (
+        (first, "results/raw_demo/imagenet100", tiny),
+        (second, "results/data/imagenet100", [*tiny, overlay]),
+    ):
+        cmd = [*SNAKEMAKE, "-s", ROOT / "Snakefile", "-d", workdir, target, "--cores", "1"]
+        proc = bounded.run(
+            [*cmd, "--configfile", *configs],
+            what=f"{target} in {workdir.name}",
+            timeout=bounded.JOB,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    record = json.loads((raw / "provenance.json").read_text())
+    assert record["workdir"] == str(first)
+    assert not Path(next(iter(record["outputs"]))).is_absolute()
+
+    lines: list[str] = []
+    result = audit("results/data/imagenet100", root=second, echo=lines.append)
+    assert result.ok, result.summary
+    chain = "\n".join(lines)
+    assert f"<- demo_raw  {raw / 'provenance.json'}" in chain
+    assert result.links == 2 and result.files > len(record["outputs"])
+
+    victim = sorted(raw.rglob("*.JPEG"))[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    result = audit("results/data/imagenet100", root=second, echo=lambda _: None)
+    assert [(p.kind, p.path) for p in result.problems] == [("changed", str(victim))]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from robustkd.errors import ConfigError
+from robustkd.triggers import WorkflowFile
 
 if TYPE_CHECKING:  # jsonschema is imported where a config is validated, not by table jobs
     import jsonschema
@@ -263,13 +264,18 @@ def resolve_workflow_files(
     itself when run there); otherwise, when it names a file of the workflow, it becomes that
     file's absolute path.
 
+    Either way the value becomes a :class:`~robustkd.triggers.WorkflowFile`: the path jobs
+    open, which Snakemake's params trigger compares by the value as written and the file's
+    sha256, not by the checkout's location (another clone of the same commit reruns nothing;
+    a changed file reruns what reads it).
+
     Args:
         config: The merged config (Snakemake's ``config``); changed in place.
         workflow_dir: The folder of the workflow's Snakefile.
         workdir: The working directory (relative paths of results and data start here).
 
     Returns:
-        Dotted key -> new value, for each path that was changed.
+        Dotted key -> new value, for each path that now names the workflow's file.
 
     Raises:
         ConfigError: The file is in neither place (the message names the key and both paths).
@@ -283,7 +289,10 @@ def resolve_workflow_files(
         if not isinstance(node, MutableMapping) or not isinstance(node.get(leaf), str):
             continue
         value = node[leaf]
+        if isinstance(value, WorkflowFile):
+            value = value.written  # resolved before: again, from the config's value
         if Path(value).is_absolute() or (Path(workdir) / value).is_file():
+            node[leaf] = _workflow_file(key, value, value, Path(workdir) / value)
             continue
         shipped = Path(workflow_dir).absolute() / value
         if not shipped.is_file():
@@ -292,5 +301,18 @@ def resolve_workflow_files(
                 f"({Path(workdir).absolute() / value}) nor of the workflow ({shipped}); "
                 "fix the path (relative paths start in the working directory)"
             )
-        node[leaf] = changed[key] = str(shipped)
+        node[leaf] = changed[key] = _workflow_file(key, shipped, value, shipped)
     return changed
+
+
+def _workflow_file(key: str, path: str | os.PathLike[str], written: str, at: Path) -> str:
+    """``path`` as a :class:`~robustkd.triggers.WorkflowFile` read at ``at``.
+
+    Without such a file, ``path`` as it is: the job that reads it names it.
+    """
+    if not at.is_file():
+        return os.fspath(path)
+    try:
+        return WorkflowFile(path, written, at=at)
+    except OSError as exc:
+        raise ConfigError(f"config key '{key}': cannot read {at} ({exc})") from None

@@ -12,12 +12,13 @@ A training job runs one process per GPU requested (:func:`robustkd.engine.distri
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
 from typing import Any
 
 from robustkd.errors import ConfigError
 
-__all__ = ["check_gpu_requests", "gpu_processes"]
+__all__ = ["check_gpu_requests", "gpu_processes", "stated_requests"]
 
 
 def _gres_gpus(gres: str) -> int:
@@ -61,7 +62,8 @@ def gpu_processes(resources: Any, rule: str = "the job") -> int:
     if n_gpu and n_gres:
         raise ConfigError(
             f"{rule}: GPUs requested twice, gpu={gpu} and gres={gres!r} (sbatch would get both "
-            f"--gpus and --gres): keep one of them in your profile's set-resources for {rule}"
+            f"--gpus and --gres): keep one of them in your profile's set-resources for {rule} "
+            "(or in --set-resources on the command line)"
         )
     return max(1, n_gpu, n_gres)
 
@@ -82,3 +84,50 @@ def check_gpu_requests(
     for rule, resources in (per_rule or {}).items():
         gpu_processes({**default, **dict(resources)}, rule)
     gpu_processes(default, "default-resources")
+
+
+def _literal(text: str) -> Any:
+    """A resource's text as Snakemake evaluates it: a Python literal, else the text itself."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text.strip()
+
+
+def stated_requests(resources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The GPU requests (``gpu``, ``gres``) of a profile or the command line as plain values.
+
+    Snakemake keeps a resource it cannot take as a number as an expression to evaluate per job:
+    a profile's ``gres: "gpu:a100:2"`` (YAML has taken the quotes) as the text ``gpu:a100:2``,
+    the command line's ``gres="gpu:a100:2"`` as the text with its quotes, which the job's
+    evaluation removes. Here both become ``gpu:a100:2``, as sbatch gets them. An expression
+    that is no literal (a function of the job) cannot be counted before the job and is left
+    out, as are the other resources.
+
+    Args:
+        resources: Resource name -> value: Snakemake's ``Resource`` objects (``.raw``,
+            ``.is_evaluable()``, ``.value``) or plain values.
+
+    Returns:
+        ``gpu`` and ``gres`` where given, as plain values.
+    """
+    out = {}
+    for key, value in dict(resources or {}).items():
+        if key not in ("gpu", "gres"):
+            continue
+        if hasattr(value, "is_evaluable"):
+            raw = getattr(value, "raw", None)
+            if not value.is_evaluable():
+                value = value.value
+            elif isinstance(raw, str):
+                value = _literal(raw)
+                if key == "gres" and not isinstance(value, str):
+                    continue
+                if key == "gpu" and not (
+                    isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+                ):
+                    continue
+            else:
+                continue
+        out[key] = value
+    return out

@@ -26,6 +26,7 @@ config/demo.yaml``, about a minute) or the plan stops naming the missing dataset
 from __future__ import annotations
 
 import csv
+import functools
 import heapq
 import os
 from collections import Counter
@@ -134,6 +135,16 @@ def parse_dry_run(text: str) -> list[tuple[str, dict[str, str]]]:
     return [(j.rule, dict(j.wildcards)) for j in parse_jobs(text)]
 
 
+@functools.lru_cache(maxsize=64)
+def _split_counts(manifest: str, mtime_ns: int, size: int) -> Counter[str]:
+    """Rows per split of a manifest, read once per version of the file.
+
+    The workflow asks for the sizes once per job (``robustkd.timelimit``).
+    """
+    with open(manifest, newline="") as f:
+        return Counter(row["split"] for row in csv.DictReader(f))
+
+
 def set_sizes(
     config: Mapping[str, Any], root: str | os.PathLike[str] = "."
 ) -> dict[str, tuple[int, int]]:
@@ -151,8 +162,8 @@ def set_sizes(
     for name in names:
         manifest = Path(root) / "results" / "data" / name / "manifest.csv"
         if manifest.is_file():
-            with open(manifest, newline="") as f:
-                counts = Counter(row["split"] for row in csv.DictReader(f))
+            stat = manifest.stat()
+            counts = _split_counts(str(manifest.absolute()), stat.st_mtime_ns, stat.st_size)
             scored = "test" if "test" in counts else "val"
             sizes[name] = (counts.get("train", 0), counts.get(scored, 0))
         elif not demo and name in OFFICIAL_SIZES:

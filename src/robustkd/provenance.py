@@ -254,6 +254,9 @@ def write_provenance(
         "device": device,
         "hardware": hardware(),
         "argv": list(sys.argv),
+        # Where the job ran: its relative paths start here (the audit reads them from another
+        # run's directory against it).
+        "workdir": str(Path.cwd()),
         "started": started or now_iso(),
         "finished": now_iso(),
     }

@@ -15,8 +15,11 @@ _checkout.use_checkout_package()
 
 from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
 from robustkd.errors import ConfigError
-from robustkd.gpus import check_gpu_requests
+from robustkd.gpus import check_gpu_requests, stated_requests
+from robustkd.plan import set_sizes
+from robustkd.timelimit import job_runtime
 from robustkd.report.claims import claim_inputs, paper_claims
+from robustkd.triggers import scientific
 from robustkd.layout import (
     CLEAN_TEST,
     DISTILL_METHODS,
@@ -56,41 +59,43 @@ try:
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
+# Rerun triggers (robustkd.triggers): Snakemake reruns a job whose params changed. Params never
+# hold the checkout's location (a shipped file's path compares by its config value and sha256)
+# nor operational settings, which change no output: `checkpoint_every` and `log_every` of every
+# training section (training.*, backbones.*.pretrain, craft.teacher/student.train). Rules pass
+# scientific(...) of a section; the job puts the operational values back from its
+# snakemake.config (with_operational), and its provenance record names them. Every other key is
+# scientific and reruns what uses it (amp, amp_dtype and compile too: they change arithmetic).
+# Threads, GPUs, memory and runtime are resources: never triggers.
+
 # GPUs: the rules declare none; the profile asks for them per training job, with `gpu` or a gpu
-# `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here.
-
-
-def _concrete(resources):
-    """GPU resources of a profile or the command line as plain values.
-
-    Snakemake keeps a string such as `gres: "gpu:a100:2"` as an expression to evaluate per job
-    (it falls back to the string itself): its raw text is what sbatch gets. Other expressions
-    are left out.
-    """
-    out = {}
-    for key, value in dict(resources or {}).items():
-        if key not in ("gpu", "gres"):
-            continue
-        if hasattr(value, "is_evaluable"):
-            raw = getattr(value, "raw", None)
-            if not value.is_evaluable():
-                value = value.value
-            elif isinstance(raw, str) and (key == "gres" or raw.strip().isdigit()):
-                value = raw.strip()
-            else:
-                continue
-        out[key] = value
-    return out
+# `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here, given in
+# a profile or on the command line (`--set-resources 'distill:gres="gpu:a100:2"'`).
 
 
 try:
     _settings = workflow.resource_settings
     check_gpu_requests(
-        _concrete(_settings.default_resources),
-        {r: _concrete(res) for r, res in dict(_settings.overwrite_resources).items()},
+        stated_requests(_settings.default_resources),
+        {
+            r: stated_requests(res)
+            for r, res in dict(_settings.overwrite_resources).items()
+        },
     )
 except ConfigError as exc:
     raise WorkflowError(f"invalid resources: {exc}") from None
+
+
+def planned_runtime(rule_name):
+    """Resource function: the job's time limit in minutes (sbatch -t) from its plan, with a
+    margin, longer on each retry (robustkd.timelimit). A profile's `runtime` replaces it.
+    """
+
+    def runtime(wildcards, attempt):
+        sizes = set_sizes(config)
+        return job_runtime(rule_name, dict(wildcards.items()), config, sizes, attempt)
+
+    return runtime
 
 
 def _alternatives(names):
@@ -238,8 +243,9 @@ def get_distortion(wildcards):
 
 
 def get_backbone_config(wildcards):
-    """The config entry of the job's backbone (with its pretrain section)."""
-    return config["backbones"][wildcards.backbone]
+    """The config entry of the job's backbone (with its pretrain section), without its
+    operational settings (the job reads them from its config)."""
+    return scientific(config["backbones"][wildcards.backbone])
 
 
 def get_distill_outputs(method="{distill_method}"):

@@ -46,7 +46,7 @@ rule evaluate_corruptions:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=planned_runtime("evaluate_corruptions"),
     params:
         backbone=get_method_backbone_spec,
         corrupted=get_corruption_eval_set_params,

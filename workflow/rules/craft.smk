@@ -46,9 +46,11 @@ rule craft_teacher:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=1440,
+        runtime=planned_runtime("craft_teacher"),
     params:
-        craft=config["craft"],
+        # Without checkpoint_every and log_every (operational: the script reads them from the
+        # config; common.smk, "Rerun triggers").
+        craft=scientific(config["craft"]),
         cifar10c=get_craft_cifar10c(),
     script:
         "../scripts/craft_teacher.py"
@@ -77,9 +79,9 @@ rule craft_student:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=2880,
+        runtime=planned_runtime("craft_student"),
     params:
-        craft=config["craft"],
+        craft=scientific(config["craft"]),  # operational settings: from the config, as above
         seeds=get_job_seeds,
         conditions=get_craft_conditions(),
         cifar10c=get_craft_cifar10c(),

@@ -63,7 +63,7 @@ def get_craft_report_inputs():
 def get_craft_report_config():
     """The config values the report uses."""
     return {
-        "craft": config["craft"],
+        "craft": scientific(config["craft"]),
         "methods": {"craft": config["methods"]["craft"]},
         "seeds": config["seeds"],
     }

@@ -1,6 +1,8 @@
 # Pretraining of students on distorted images without labels: multi-level distillation of the
 # ViT (ours and its ablations) and Contrastive Inversion of the CLIP encoder (baseline). A job
-# trains one seed or every seed (jobs.seeds_per_job).
+# trains one seed or every seed (jobs.seeds_per_job). The training settings are params without
+# checkpoint_every and log_every: operational, read by distill.py from the config at
+# `settings_key` (common.smk, "Rerun triggers").
 
 
 rule distill:
@@ -19,13 +21,14 @@ rule distill:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=1440,
+        runtime=planned_runtime("distill"),
     params:
         method="{distill_method}",
         backbone=get_backbone_spec("vit"),
         loss=config["loss"],
         distortion=get_distortion,
-        train=config["training"]["distill"],
+        train=scientific(config["training"]["distill"]),
+        settings_key="training.distill",
         views=config["views"],
         seeds=get_job_seeds,
     script:
@@ -48,13 +51,14 @@ rule distill_ci:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=1440,
+        runtime=planned_runtime("distill_ci"),
     params:
         method="ci",
         backbone=get_backbone_spec("clip"),
         loss=config["ci_loss"],
         distortion=get_distortion,
-        train=config["training"]["contrastive_inversion"],
+        train=scientific(config["training"]["contrastive_inversion"]),
+        settings_key="training.contrastive_inversion",
         views=config["views"],
         seeds=get_job_seeds,
     script:

@@ -15,7 +15,7 @@ rule evaluate_ladder:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=240,
+        runtime=planned_runtime("evaluate_ladder"),
     params:
         backbone=get_method_backbone_spec,
         tests=get_ladder_tests,

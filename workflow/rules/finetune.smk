@@ -30,12 +30,15 @@ for _kind in FINETUNE_KINDS:
         threads: 1
         resources:
             mem_mb=8000,
-            runtime=1440,
+            runtime=planned_runtime(FINETUNE_RULES[_kind]),
         params:
             backbone=get_method_backbone_spec,
             runs=get_finetune_runs(_kind),
             distortion=get_distortion,
-            train=config["training"]["finetune"],
+            # Without checkpoint_every and log_every (operational: finetune.py reads them from
+            # the config at settings_key; common.smk, "Rerun triggers").
+            train=scientific(config["training"]["finetune"]),
+            settings_key="training.finetune",
             evaluation=config["evaluation"],
             views=config["views"],
         script:

@@ -27,7 +27,7 @@ rule make_table:
     conda:
         "../../envs/report.yaml"
     params:
-        config=config,
+        config=scientific(config),  # common.smk, "Rerun triggers"
     script:
         "../scripts/make_table.py"
 
@@ -51,7 +51,7 @@ rule make_figure:
     conda:
         "../../envs/torch.yaml"
     params:
-        config=config,
+        config=scientific(config),  # common.smk, "Rerun triggers"
     script:
         "../scripts/make_figure.py"
 
@@ -135,7 +135,7 @@ rule claims:
     conda:
         "../../envs/report.yaml"
     params:
-        config=config,
+        config=scientific(config),  # common.smk, "Rerun triggers"
     script:
         "../scripts/claims.py"
 

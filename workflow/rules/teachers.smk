@@ -19,8 +19,10 @@ rule pretrain_backbone:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=720,
+        runtime=planned_runtime("pretrain_backbone"),
     params:
+        # Without checkpoint_every and log_every (operational: pretrain_backbone.py reads them
+        # from the config; common.smk, "Rerun triggers").
         backbone=get_backbone_config,
         views=config["views"],
         evaluation=config["evaluation"],

@@ -7,6 +7,7 @@ use_checkout_package(snakemake)
 
 from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
+from robustkd.triggers import with_operational
 
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
@@ -16,7 +17,8 @@ run_job(
         "method": snakemake.wildcards.craft_method,
         "data_dir": snakemake.input.data,
         "teacher_weights": snakemake.input.teacher,
-        "craft": snakemake.params.craft,
+        # checkpoint_every, log_every: not params (no rerun), from the config.
+        "craft": with_operational(snakemake.params.craft, snakemake.config, "craft"),
         "seeds": snakemake.params.seeds,
         "outputs": snakemake.output.students,
         "eval_conditions": snakemake.params.conditions,

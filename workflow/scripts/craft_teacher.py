@@ -7,6 +7,7 @@ use_checkout_package(snakemake)
 
 from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
+from robustkd.triggers import with_operational
 
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
@@ -14,7 +15,8 @@ run_job(
     "robustkd.craft.teacher_job:teacher_job",
     {
         "data_dir": snakemake.input.data,
-        "craft": snakemake.params.craft,
+        # checkpoint_every, log_every: not params (no rerun), from the config.
+        "craft": with_operational(snakemake.params.craft, snakemake.config, "craft"),
         "cifar10c": snakemake.params.cifar10c,
         "cifar10c_labels": snakemake.input.labels,
         "out_weights": snakemake.output.weights,

@@ -7,6 +7,7 @@ use_checkout_package(snakemake)
 
 from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
+from robustkd.triggers import with_operational
 
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
@@ -17,7 +18,10 @@ run_job(
         "backbone": snakemake.params.backbone,
         "loss_weights": snakemake.params.loss,
         "distortion": snakemake.params.distortion,
-        "train_cfg": snakemake.params.train,
+        # checkpoint_every, log_every: not params (no rerun), from the config.
+        "train_cfg": with_operational(
+            snakemake.params.train, snakemake.config, snakemake.params.settings_key
+        ),
         "data_dir": snakemake.input.data,
         "views": snakemake.params.views,
         "seeds": snakemake.params.seeds,

@@ -9,6 +9,7 @@ use_checkout_package(snakemake)
 from robustkd.engine.distributed import run_job
 from robustkd.engine.jobs import FinetuneRun
 from robustkd.joblog import configure_job_logging
+from robustkd.triggers import with_operational
 
 configure_job_logging(snakemake.log[0])
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
@@ -18,7 +19,10 @@ run_job(
         "backbone": snakemake.params.backbone,
         "runs": [FinetuneRun(**run) for run in snakemake.params.runs],
         "distortion": snakemake.params.distortion,
-        "train_cfg": snakemake.params.train,
+        # checkpoint_every, log_every: not params (no rerun), from the config.
+        "train_cfg": with_operational(
+            snakemake.params.train, snakemake.config, snakemake.params.settings_key
+        ),
         "evaluation": snakemake.params.evaluation,
         "views": snakemake.params.views,
         "threads": snakemake.threads,

@@ -7,9 +7,13 @@ use_checkout_package(snakemake)
 
 from robustkd.engine.distributed import run_job
 from robustkd.joblog import configure_job_logging
+from robustkd.triggers import with_operational
 
 configure_job_logging(snakemake.log[0])
-spec = dict(snakemake.params.backbone)
+# checkpoint_every, log_every of the pretrain section: not params (no rerun), from the config.
+spec = with_operational(
+    snakemake.params.backbone, snakemake.config, f"backbones.{snakemake.wildcards.backbone}"
+)
 pretrain = dict(spec.pop("pretrain"))
 # More than one GPU (resource gpu or a gpu gres): torchrun, one process per GPU.
 run_job(

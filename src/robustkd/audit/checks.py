@@ -2,6 +2,13 @@
 
 :class:`Checker` holds what one audit has learnt so far (each file is hashed once, each record
 read once) and the problems it found, in the order it met them.
+
+A record's relative paths start in the working directory of the run that wrote it. That is
+the audit's root for every record found under it (results moved or copied together keep
+their relative paths). A record reached by an absolute path outside the root (a config
+pointing at another run's data: ``root: /scratch/run1/results/raw_demo/imagenet100``) was
+written by another run: its relative paths start in that run's directory, the ``workdir`` the
+record names when the record lies under it, else the folder holding the record's ``results/``.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ class Checker:
         self._reported: set[tuple[str, str]] = set()
         # (commit, source digest) -> files that differ from the commit (None: not checkable).
         self._code: dict[tuple[str, str], list[str] | None] = {}
+        # Record -> the other run's directory its relative paths start in (not the root).
+        self._bases: dict[str, Path] = {}
 
     def _abs(self, path: str | os.PathLike[str]) -> Path:
         p = Path(path)
@@ -85,12 +94,69 @@ class Checker:
             return False
         return True
 
+    def run_root(self, prov: str, rec: Mapping[str, Any]) -> Path | None:
+        """The directory of the run that wrote ``prov``, when it is not the audit's root.
+
+        None for a record found under the root (a relative path): its relative paths start at
+        the root. For one outside it (an absolute path, or one leaving the root with ``..``):
+        the ``workdir`` it names, if the record lies under that folder's ``results/``; else
+        the folder above the last ``results`` of its path.
+        """
+        p = Path(prov)
+        if not p.is_absolute():
+            if p.parts[:1] != ("..",):
+                return None
+            p = Path(norm(self.root.absolute() / p))
+        root = self.root.resolve()
+        candidates = []
+        if isinstance(rec.get("workdir"), str) and Path(rec["workdir"]).is_absolute():
+            candidates.append(Path(rec["workdir"]))
+        parts = p.parent.parts
+        if RESULTS in parts:
+            last = len(parts) - 1 - parts[::-1].index(RESULTS)
+            candidates.append(Path(*parts[:last]))
+        for base in candidates:
+            if p.is_relative_to(base / RESULTS):
+                return None if base.resolve() == root else base
+        return None
+
+    def _rebased(self, prov: str, rec: dict[str, Any]) -> dict[str, Any]:
+        """``rec`` with its relative inputs and outputs made absolute at its run's directory.
+
+        Only for a record of another run (:meth:`run_root`); others are returned as they are.
+        """
+        base = self.run_root(prov, rec)
+        if base is None:
+            return rec
+        self._bases[prov] = base
+        for key in ("inputs", "outputs"):
+            rec[key] = {self.at(prov, path): sha for path, sha in rec[key].items()}
+        return rec
+
+    def at(self, prov: str, path: str) -> str:
+        """A path that record ``prov`` names, as the audit names it.
+
+        Relative paths of another run's record start in that run's directory.
+        """
+        base = self._bases.get(prov)
+        if base is None or Path(path).is_absolute():
+            return norm(path)
+        return norm(base / path)
+
+    def in_results(self, path: str) -> bool:
+        """A pipeline output: under ``results/`` of the root or of another run's directory."""
+        p = Path(path)
+        if not p.is_absolute():
+            return p.parts[:1] == (RESULTS,)
+        return any(p.is_relative_to(base / RESULTS) for base in {*self._bases.values()})
+
     def _record(self, prov: str) -> dict[str, Any] | None:
         """A provenance record, read once; None (and a problem) when unreadable."""
         if prov not in self._records:
             try:
                 rec = load_json(self._abs(prov), "provenance record")
                 check_record(rec, Path(prov))
+                rec = self._rebased(prov, rec)
             except AuditError as exc:
                 kind = "missing" if not self._abs(prov).exists() else "malformed"
                 self._problem(kind, prov, str(exc))
@@ -129,7 +195,7 @@ class Checker:
                 elif target in self._outputs[prov]:
                     return prov
                 first_seen = first_seen or prov
-        if p.parts[:1] == (RESULTS,):
+        if self.in_results(target):
             if unreadable:
                 self._problem("no-provenance", target, f"its record {unreadable} is unreadable")
             elif first_seen:

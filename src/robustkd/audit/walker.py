@@ -18,7 +18,6 @@ from robustkd.audit.checks import Checker
 from robustkd.audit.printer import ChainPrinter, closing_lines, machine, plural
 from robustkd.audit.records import (
     PROVENANCE,
-    RESULTS,
     AuditError,
     check_record,
     config_strings,
@@ -54,7 +53,9 @@ class Auditor(Checker):
     # Jobs
     # ------------------------------------------------------------------------------------------
 
-    def _references(self, rec: Mapping[str, Any], hashed: set[str]) -> list[tuple[str, str]]:
+    def _references(
+        self, prov: str, rec: Mapping[str, Any], hashed: set[str]
+    ) -> list[tuple[str, str]]:
         """Files and prepared folders the job's config names but whose hash it did not record."""
         found: dict[str, str] = {}
         values = list(config_strings(rec.get("config", {})))
@@ -63,6 +64,7 @@ class Auditor(Checker):
         for key, value in values:
             if not value or "\n" in value or len(value) > 4096:
                 continue
+            value = self.at(prov, value)
             p = self._abs(value)
             try:
                 if p.is_file() and norm(value) not in hashed:
@@ -148,11 +150,11 @@ class Auditor(Checker):
                 if parent not in followed:
                     followed.add(parent)
                     intact &= self.audit_link(parent, depth + 1)
-            elif Path(path).parts[:1] == (RESULTS,):
+            elif self.in_results(path):
                 intact = False
             else:
                 say(depth + 1, f"<- source  {path}  (not made by the pipeline)")
-        for key, ref in self._references(rec, set(inputs) | set(outputs)):
+        for key, ref in self._references(prov, rec, set(inputs) | set(outputs)):
             if Path(ref).name == PROVENANCE:
                 if ref not in followed:
                     followed.add(ref)
