@@ -21,10 +21,11 @@ default: ``make_cifar_c.py``'s parameters for 32x32 images, the behaviour the CR
 parameters for 224x224 images); :func:`protocol_for_size` maps an input size to its protocol.
 The two released generators share each corruption's algorithm; besides the constants they
 differ in: zoom blur's zoom steps (part of ``c``), elastic transform's size constant (32, and
-244 for ImageNet-C as released), frost's photographs (resized by 0.2 for CIFAR, not for
-ImageNet; our stand-in textures have no native scale) and the hard-coded image side (32 or
-224) of glass blur's loop, fog's plasma map (32 or 256) and snow's grey image, which we take
-from the image. Applied at another size, a protocol's constants are used as they are.
+244 for ImageNet-C as released), frost's photographs (resized by 0.2 for CIFAR-10-C, cropped
+at full size for ImageNet-C) and the hard-coded image side (32 or 224) of glass blur's loop,
+fog's plasma map (32 or 256) and snow's grey image, which we take from the image. Applied at
+another size, a protocol's constants are used as they are (frost enlarges a photograph that
+is not larger than the image, where the released code would fail).
 
 Conventions are those of :mod:`robustkd.distortions` (a corruption *is* a
 :class:`~robustkd.distortions.Distortion`): batched tensors in [0, 1] on any device, every
@@ -54,10 +55,12 @@ Where the original calls a library, we follow that library's algorithm:
   rounds them to 1/32 pixel.
 - ``pixelate`` and ``jpeg_compression``: PIL itself (BOX resizes; JPEG at the quality), per
   image on the uint8 image.
-- ``frost``: the original blends crops of six frost photographs that ship with the authors'
-  code (not available here). We generate a procedural stand-in: a fixed bank of textures
-  (plasma haze plus branching ice needles, bluish white), cropped at random like the photos.
-  Frost results are therefore *not* comparable to the released CIFAR-10-C frost images.
+- ``frost``: random crops of the released frost photographs, read (never imported) from the
+  ``imagecorruptions`` package, which ships them byte for byte (sha256-checked): decoded as
+  ``cv2.imread`` does (the same bytes with PIL), CIFAR-10-C's ``cv2.resize(fx=0.2, fy=0.2)`` as
+  the subsample it is (bilinear at scale 5 falls on pixels ``5 i + 2``). Without the package,
+  a procedural texture bank stands in (a warning; the corrupted sets' provenance records
+  ``frost_source``), not comparable with the benchmark's frost.
 
 Released behaviour over apparent intent: users compare CIFAR-10-C results with published ones,
 computed on the images the released generator wrote, so where its code does something other
@@ -76,9 +79,12 @@ Measured against ``make_cifar_c.py`` (scikit-image 0.19.3, scipy 1.11.4, OpenCV 
 ImageMagick 6.9.11-60 Q16 via Wand 0.7.2) on 98 images of 32x32, replaying our random draws
 into it: glass blur, motion blur and saturate give the same bytes at every severity, snow all
 but 1 of 301,056 values at severity 5 (one level); ``tests/data/cifar10c_released.npz`` pins
-one image. Glass blur, saturate and snow return values already truncated to 8-bit levels (as
-``np.uint8`` stores them), since a float tolerance in :func:`to_uint8` would otherwise round
-values the released code truncates.
+one image. Frost gives the same bytes as ``frost`` of both released generators (OpenCV 5.1.0)
+on 98 images of 32 px and 12 of 224 px at every severity; ``tests/data/frost_released.npz``
+(written by ``benchmarks/frost_released.py``) pins 6 and 1 of them. Glass blur, saturate,
+snow and frost return values already truncated to 8-bit levels (as ``np.uint8`` stores them),
+since a float tolerance in :func:`to_uint8` would otherwise round values the released code
+truncates.
 
 Severities of the benchmark are increasingly strong: a test checks that the mean distance from
 the clean image grows with severity for every corruption but four (elastic transform, glass
@@ -103,7 +109,7 @@ from robustkd.corruptions.core import (
     to_uint8,
 )
 from robustkd.corruptions.ops import plasma_fractal
-from robustkd.corruptions.weather import frost_texture
+from robustkd.corruptions.weather import frost_source, frost_texture
 
 __all__ = [
     "BENCHMARK_CORRUPTIONS",
@@ -117,6 +123,7 @@ __all__ = [
     "corruption_family",
     "corruption_key",
     "create_corruption",
+    "frost_source",
     "frost_texture",
     "plasma_fractal",
     "protocol_for_size",

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from robustkd.atomic import save_npy_atomic
-from robustkd.corruptions import corruption_key, create_corruption, to_uint8
+from robustkd.corruptions import corruption_key, create_corruption, frost_source, to_uint8
 from robustkd.craft.training import keep_freed_memory
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator
@@ -78,4 +78,6 @@ def corrupt_testset_job(
         config={"corruptions": list(corruptions), "severities": list(severities), "seed": seed},
         seed=seed,
         started=started,
+        # Which frost images were blended: the photographs, or the procedural fallback.
+        extra={"frost_source": frost_source()} if "frost" in corruptions else None,
     )

@@ -35,7 +35,13 @@ import torch
 from torch.utils.data import Dataset
 
 from robustkd.atomic import save_npy_atomic, write_json_atomic
-from robustkd.corruptions import PROTOCOLS, corruption_key, create_corruption, to_uint8
+from robustkd.corruptions import (
+    PROTOCOLS,
+    corruption_key,
+    create_corruption,
+    frost_source,
+    to_uint8,
+)
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator
 from robustkd.engine.data import ViewConfig, epoch_batches, load_image_set, make_loader
@@ -188,7 +194,11 @@ def corrupt_evalset_job(
         },
         seed=int(seed),
         started=started,
-        extra={"generation": stats},
+        # Which frost images were blended: the photographs, or the procedural fallback.
+        extra={
+            "generation": stats,
+            **({"frost_source": frost_source()} if "frost" in corruptions else {}),
+        },
     )
     return stats
 

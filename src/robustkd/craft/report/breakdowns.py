@@ -13,7 +13,13 @@ from typing import Any
 
 from robustkd.corruptions import corruption_family
 from robustkd.craft import layout
-from robustkd.craft.report.runs import Runs, corruption_label, corruption_names, method_label
+from robustkd.craft.report.runs import (
+    Runs,
+    corruption_label,
+    corruption_names,
+    frost_notes,
+    method_label,
+)
 from robustkd.report.tables import Cell, TableSpec, build_table, with_reference_comparisons
 
 __all__ = ["write_breakdown_tables"]
@@ -55,7 +61,7 @@ def write_breakdown_tables(
         notes=[
             "[CRAFT train]: a corruption of CRAFT's training views; every other row is "
             "held out from every method's training.",
-            "Frost uses a procedural texture in place of the benchmark's photographs.",
+            *frost_notes(runs),
         ],
     )
     build_table(

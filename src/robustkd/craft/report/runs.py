@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from robustkd.craft import layout
@@ -19,6 +21,7 @@ __all__ = [
     "Runs",
     "corruption_label",
     "corruption_names",
+    "frost_notes",
     "load_runs",
     "method_label",
 ]
@@ -41,7 +44,7 @@ _CORRUPTION_LABELS = {
     "zoom_blur": "Zoom blur",
     "gaussian_blur": "Gaussian blur",
     "snow": "Snow",
-    "frost": "Frost (procedural)",
+    "frost": "Frost",
     "fog": "Fog",
     "brightness": "Brightness",
     "contrast": "Contrast",
@@ -78,6 +81,8 @@ class Runs:
         teacher: The teacher's ``metrics.json``.
         teacher_path: Its path.
         heldout: Held-out corruptions; ``train``: CRAFT's training corruptions.
+        frost_source: Which frost images the corrupted test set blended (its provenance's
+            ``frost_source``; None where not recorded).
     """
 
     methods: list[str]
@@ -89,6 +94,7 @@ class Runs:
     train: list[str]
     corruptions: list[str]
     severities: list[int]
+    frost_source: str | None = None
 
     def seeds(self, method: str) -> list[int]:
         """Seeds of a method, sorted."""
@@ -116,4 +122,31 @@ def load_runs(config: Mapping[str, Any]) -> Runs:
         [c for c in cor["craft_train"] if c in cor["evaluate"]],
         list(cor["evaluate"]),
         [int(s) for s in cor["severities"]],
+        _frost_source(),
     )
+
+
+def _frost_source() -> str | None:
+    """``frost_source`` of the corrupted test set's provenance (None if not recorded)."""
+    try:
+        record = json.loads((Path(layout.cifar10c_labels()).parent / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("frost_source") if isinstance(record, dict) else None
+
+
+def frost_notes(runs: Runs) -> list[str]:
+    """A table note where frost did not blend the benchmark's photographs (else none)."""
+    if "frost" not in runs.corruptions or str(runs.frost_source).startswith("photographs"):
+        return []
+    if runs.frost_source is None:
+        return [
+            "Frost: the corrupted test set's provenance does not record which frost images it "
+            "blended (sets made before frost used the benchmark's photographs used procedural "
+            "textures); regenerate it to compare frost with published numbers."
+        ]
+    return [
+        "Frost uses procedural textures in place of the benchmark's photographs (the "
+        "imagecorruptions package was not installed): not comparable with published frost "
+        "numbers."
+    ]

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from robustkd.atomic import atomic_write_text
-from robustkd.craft.report.runs import Runs, corruption_names, method_label
+from robustkd.craft.report.runs import Runs, corruption_names, frost_notes, method_label
 from robustkd.provenance import now_iso
 from robustkd.report.tables import (
     TABLE_FORMATS,
@@ -243,7 +243,7 @@ def _table_notes(runs: Runs, config: Mapping[str, Any]) -> list[str]:
         f"{config['craft']['objectives']['craft']['views'] + 1}).",
         "Train time and throughput (training images per second; CRAFT's images carry M + 1 "
         "views): training only, one CPU thread per job on the machine that ran the study.",
-        "Frost uses a procedural texture in place of the benchmark's photographs.",
+        *frost_notes(runs),
     ]
     resumed = sorted(
         f"{method_label(m)} seed {s}"
