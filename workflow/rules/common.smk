@@ -3,6 +3,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+from snakemake.logging import logger
+
 # The workflow runs from a plain checkout: its src/ goes first on sys.path, and Snakemake stops
 # if robustkd comes from elsewhere (unless ROBUSTKD_USE_INSTALLED=1), as in every job.
 _spec = importlib.util.spec_from_file_location(
@@ -16,6 +18,7 @@ _checkout.use_checkout_package()
 from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
 from robustkd.datasources import demo_raw_spec, raw_input
 from robustkd.errors import ConfigError
+from robustkd.labelfractions import fraction_warnings
 from robustkd.gpus import check_gpu_requests
 from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.layout import (
@@ -56,6 +59,11 @@ try:
     resolve_workflow_files(config, WORKFLOW_DIR)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+
+# Fig 3's fractions that keep another number of images than they ask (once, not in every job).
+if getattr(workflow, "is_main_process", True):
+    for _warning in fraction_warnings(config):
+        logger.warning(f"warning: {_warning}")
 
 # GPUs: the rules declare none; the profile asks for them per training job, with `gpu` or a gpu
 # `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here.
