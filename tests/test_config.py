@@ -70,6 +70,11 @@ def test_cmc_class_list_is_the_reference(repo_root):
         ({"demo_raw": {"cifar10": {"train_per_class": 0}}}, "demo_raw.cifar10.train_per_class"),
         ({"jobs": {"seeds_per_job": "each"}}, "jobs.seeds_per_job"),
         ({"training": {"distill": {"compile": "yes"}}}, "training.distill.compile"),
+        (
+            {"experiments": {"corruptions": {"corruptions": ["saturate", "speckle_noise"]}}},
+            "config key 'experiments.corruptions.corruptions': ['saturate', 'speckle_noise'] "
+            "holds none of the 15 benchmark corruptions",
+        ),
     ],
 )
 def test_bad_config_names_the_key(base, schema, overlay, message):

@@ -192,10 +192,25 @@ def _check_references(config: Mapping[str, Any]) -> None:
                     f"(known: {list(_DATASETS)})"
                 )
     _check_ladders(config)
+    _check_corruptions(config)
     # A mixed distortion's settings and rates (after the experiments: its settings default
     # to experiments.table1.distortions).
     for name in config.get("distortions", {}):
         distortion_entry(config, name)
+
+
+def _check_corruptions(config: Mapping[str, Any]) -> None:
+    """The corruption table needs a benchmark corruption: its mCE is defined on them."""
+    from robustkd.corruption_names import BENCHMARK_CORRUPTIONS
+
+    spec = (config.get("experiments") or {}).get("corruptions") or {}
+    names = spec.get("corruptions", [])
+    if names and not set(names) & set(BENCHMARK_CORRUPTIONS):
+        raise ConfigError(
+            f"config key 'experiments.corruptions.corruptions': {names} holds none of the 15 "
+            "benchmark corruptions, on which the mCE and the mean rows are defined; list at "
+            f"least one of {', '.join(BENCHMARK_CORRUPTIONS)}"
+        )
 
 
 # The parameters that make a setting of each family stronger (all at least as large, one larger).
