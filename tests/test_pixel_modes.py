@@ -223,3 +223,16 @@ def test_camelyon_and_resisc_refuse_a_float_image_naming_it(tmp_path):
             root, tmp_path / "r" / "out", md5_overrides=read_checksum_file(raw / "MD5SUMS")
         )
     assert not (tmp_path / "r" / "out").exists()
+
+
+def test_mode_i_of_a_png_reads_as_16_bits_and_of_a_tiff_is_refused():
+    """Older Pillow versions open a 16-bit greyscale PNG as mode I (int32 holding 0..65535)."""
+    from robustkd.data.pixels import to_rgb8
+
+    im = Image.fromarray(U16[..., 0].astype(np.int32))
+    assert im.mode == "I"
+    im.format = "PNG"
+    assert np.array_equal(np.asarray(to_rgb8(im, "x.png")), _grey(U16[..., 0] >> 8))
+    im.format = "TIFF"
+    with pytest.raises(DataError, match="x.tif: pixel mode 'I' \\(32-bit signed integers\\)"):
+        to_rgb8(im, "x.tif")

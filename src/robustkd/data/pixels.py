@@ -11,13 +11,14 @@ file reads the same everywhere:
   (``1`` as 0 / 255; palettes looked up; CMYK as ``(255 - c)(255 - k) / 255``; YCbCr with the
   JFIF matrix; LAB as CIE L*a*b* to sRGB);
 - ``LA``, ``PA``, ``RGBA``, ``RGBa``, ``RGBX``: the colour, alpha dropped (not composited);
-- 16-bit greyscale (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``): the high byte, ``v >> 8``. PIL
-  itself reduces 16-bit RGB, RGBA and grey-alpha PNGs to their high byte, so the same 16-bit
-  content gives the same 8-bit image in every mode; and an 8-bit image re-saved at 16 bits
-  either way tools do it (``v * 257`` or ``v << 8``) reads back exactly.
+- 16-bit greyscale (``I;16``, ``I;16L``, ``I;16B``, ``I;16N``, and ``I`` from a PNG, as older
+  Pillow versions open 16-bit greyscale PNGs): the high byte, ``v >> 8``. PIL itself reduces
+  16-bit RGB, RGBA and grey-alpha PNGs to their high byte, so the same 16-bit content gives the
+  same 8-bit image in every mode; and an 8-bit image re-saved at 16 bits either way tools do
+  it (``v * 257`` or ``v << 8``) reads back exactly.
 
-Modes without a defined 8-bit scale (32-bit integer ``I``, 32-bit float ``F``, and any other)
-are refused with a :class:`~robustkd.errors.DataError` naming the file and its mode, at
+Modes without a defined 8-bit scale (32-bit integer ``I`` from a TIFF, 32-bit float ``F``, and
+any other) are refused with a :class:`~robustkd.errors.DataError` naming the file and its mode, at
 preparation (before anything is written) and again at read time.
 """
 
@@ -44,18 +45,25 @@ _NO_SCALE = {
 }
 
 
-def check_mode(mode: str, name: str) -> None:
+def _sixteen_bit(mode: str, fmt: str | None) -> bool:
+    """Unsigned 16-bit greyscale: an ``I;16`` mode, or ``I`` of a PNG (whose samples are 16-bit)."""
+    return mode in SIXTEEN_BIT_GREY or (mode == "I" and fmt == "PNG")
+
+
+def check_mode(mode: str, name: str, fmt: str | None = None) -> None:
     """Refuse a pixel mode that has no defined 8-bit RGB reading.
 
     Args:
         mode: PIL's mode of the opened file.
         name: What the message calls the file (its path).
+        fmt: PIL's format of the file (``PNG``, ``TIFF``, ...): mode ``I`` of a PNG holds
+            16-bit samples.
 
     Raises:
-        DataError: ``mode`` is neither in :data:`COLOUR_MODES` nor in :data:`SIXTEEN_BIT_GREY`;
-            the message names the file, the mode and what to do.
+        DataError: ``mode`` is neither in :data:`COLOUR_MODES` nor 16-bit greyscale; the
+            message names the file, the mode and what to do.
     """
-    if mode in COLOUR_MODES or mode in SIXTEEN_BIT_GREY:
+    if mode in COLOUR_MODES or _sixteen_bit(mode, fmt):
         return
     what = _NO_SCALE.get(mode, "a pixel format robustkd does not read")
     raise DataError(
@@ -77,8 +85,9 @@ def to_rgb8(im: Image.Image, name: str) -> Image.Image:
     Raises:
         DataError: The mode has no defined 8-bit reading (:func:`check_mode`).
     """
-    check_mode(im.mode, name)
-    if im.mode in SIXTEEN_BIT_GREY:
-        grey = np.asarray(im).astype(np.uint16, copy=False)  # native order, whatever the file's
+    check_mode(im.mode, name, im.format)
+    if _sixteen_bit(im.mode, im.format):
+        # Native byte order whatever the file's; mode I (a PNG) holds 0..65535 in int32.
+        grey = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
         return Image.fromarray((grey >> 8).astype(np.uint8)).convert("RGB")
     return im.convert("RGB")

@@ -55,7 +55,7 @@ def check_image(path: str | os.PathLike[str]) -> tuple[int, int]:
     """
     try:
         with Image.open(path) as im:
-            check_mode(im.mode, str(path))
+            check_mode(im.mode, str(path), im.format)
             size = im.size
             im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             im.load()
