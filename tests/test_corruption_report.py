@@ -39,14 +39,15 @@ TOP1 = {
 }
 
 
-def _write_models(root: Path) -> list[tuple[str, str, str]]:
+def _write_models(root: Path, top1: dict = TOP1, drop: tuple = ()) -> list[tuple[str, str, str]]:
     """One corruptions.json (+ provenance) per method, as the evaluation job writes them.
 
-    Paths are relative to ``root``, the working directory (as in a pipeline run).
+    Paths are relative to ``root``, the working directory (as in a pipeline run). ``drop``:
+    (method, seed, corruption, severity) cells left out.
     """
     assert Path.cwd() == root
     files = []
-    for method, seeds in TOP1.items():
+    for method, seeds in top1.items():
         out = Path("results/eval/imagenet100") / method / "mask-0.90" / "corruptions.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         results = [
@@ -54,6 +55,7 @@ def _write_models(root: Path) -> list[tuple[str, str, str]]:
             for k, per_c in seeds.items()
             for c, vals in per_c.items()
             for s, v in enumerate(vals)
+            if (method, k, c, s + 1) not in drop
         ]
         per_seed = {str(k): summarise_seed([r for r in results if r["seed"] == k]) for k in seeds}
         out.write_text(json.dumps({"results": results, "per_seed": per_seed}))
@@ -123,6 +125,74 @@ def test_table_paired_tests_and_audit(project):
     rec["per_seed"]["0"]["per_corruption"]["fog"] = 99.0
     ours.write_text(json.dumps(rec))
     assert not audit("corruptions", root=tmp_path, echo=lambda *_: None).ok
+
+
+def _with_saturate(value: float) -> dict:
+    """TOP1 plus an extra (non-benchmark) corruption on which every method scores ``value``."""
+    return {
+        m: {k: {**per_c, "saturate": [value, value / 2]} for k, per_c in seeds.items()}
+        for m, seeds in TOP1.items()
+    }
+
+
+def test_mce_and_mean_rows_are_on_the_benchmark_corruptions_only(project):
+    """An extra corruption (saturate) gets its own row and moves neither mCE, mean nor severity."""
+    plain = row_values(long_frame(_write_models(project)), "supervised")
+    (project / "results" / "tables").mkdir(parents=True)
+    prefix = "results/tables/corruptions"
+    files = _write_models(project, _with_saturate(5.0))
+    values = row_values(long_frame(files), "supervised")
+    key = ["row", "method", "seed"]
+    same = plain.merge(values, on=key, suffixes=("", "_extra"))
+    assert len(same) == len(plain)  # every row of the benchmark's is there, equal
+    assert np.allclose(same["value"], same["value_extra"]), same
+    table = build_corruption_table(
+        files,
+        prefix,
+        baseline="supervised",
+        methods=["supervised", "ours"],
+        provenance={"rule": "corruption_report", "config": {}},
+        corruptions=["fog", "snow", "saturate"],
+        severities=[1, 2],
+    )
+    assert list(table["row"].drop_duplicates()) == [
+        *("fog", "snow", "severity 1", "severity 2", "mean", "mCE", "saturate")
+    ]
+    saturate = table[(table["row"] == "saturate") & (table["method"] == "ours")].iloc[0]
+    assert saturate["mean"] == pytest.approx(3.75)  # (5 + 2.5) / 2
+    md = Path(f"{prefix}.md").read_text()
+    assert "Top-1 (%) on 2 of the 15 benchmark corruptions (fog, snow)" in md
+    assert "Extra corruptions, not of the benchmark" in md
+    assert "| mCE | 100.0 ± 0.0 | 66.7 ± 23.6 |" in md
+    # The cells list the values they are computed from, which the audit reads back.
+    assert audit("corruptions", root=project, echo=lambda *_: None).ok
+
+
+@pytest.mark.parametrize(
+    ("drop", "severities", "needle"),
+    [
+        ({("ours", 1, "fog", 2)}, [1, 2], "method 'ours' (trained on mask-0.90), corruption "
+         "'fog', severity 2, seed 1"),
+        ({("supervised", 0, "snow", 1)}, [1, 2], "corruption 'snow', severity 1, seed 0"),
+        (set(), [1, 2, 3], "corruption 'fog', severity 3, seed 0 (and 3 more cells)"),
+    ],
+)  # fmt: skip
+def test_a_missing_cell_stops_the_table_naming_it(project, drop, severities, needle):
+    files = _write_models(project, drop=tuple(drop))
+    (project / "results" / "tables").mkdir(parents=True)
+    with pytest.raises(ValueError) as info:
+        build_corruption_table(
+            files,
+            "results/tables/corruptions",
+            baseline="supervised",
+            methods=["supervised", "ours"],
+            provenance={"rule": "corruption_report", "config": {}},
+            corruptions=["fog", "snow"],
+            severities=severities,
+        )
+    assert needle in str(info.value) and "corruptions.json" in str(info.value)
+    assert "forcerun evaluate_corruptions" in str(info.value)
+    assert not list((project / "results" / "tables").iterdir())  # nothing half-written
 
 
 def test_figure_writes_its_data(project):

@@ -199,3 +199,40 @@ def test_another_class_list_warns_and_is_recorded(raw, tmp_path, class_list, cap
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     record = json.loads((out / "provenance.json").read_text())["class_list"]
     assert record["cmc"] is True and record["differ"] == 0
+
+
+def test_a_reordered_cmc_list_with_n_classes_is_compared_by_the_classes_used(
+    tmp_path, class_list, caplog
+):
+    """n_classes < 100 of a reordered CMC list takes other classes: cmc false, differ counted."""
+    import json
+    import logging
+
+    from robustkd.data.imagenet_classes import CMC_WNIDS
+
+    wnids = read_class_list(class_list)
+    reordered = tmp_path / "reordered.txt"
+    # CMC's two first classes, then two CMC classes beyond its first four, then the rest.
+    order = [*wnids[:2], *wnids[50:52], *wnids[2:50], *wnids[52:]]
+    reordered.write_text("".join(f"{w}\n" for w in order))
+    raw = tmp_path / "raw"
+    sizes = {"train_per_class": 2, "val_per_class": 1, "size": 16}
+    write_demo_raw(raw, seed=1, class_list=reordered, n_classes=4, **sizes)
+    with caplog.at_level(logging.WARNING, logger="robustkd"):
+        out = prepare(raw, tmp_path / "prep", class_list=reordered, n_classes=4)
+    assert PreparedDataset(out).classes == sorted(order[:4])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "2 classes differ" in warned[0], warned
+    assert "2 of the first 4 classes of CMC's list are missing" in warned[0]
+    record = json.loads((out / "provenance.json").read_text())["class_list"]
+    assert record["cmc"] is False and record["differ"] == 2
+    assert record["reference"] == "the first 4 classes of CMC's list"
+    assert record["not_in_cmc"] == sorted(CMC_WNIDS[50:52])
+    assert record["missing_from_cmc"] == sorted(CMC_WNIDS[2:4])
+
+    caplog.clear()  # its first two classes are CMC's first two: the same classes, no warning
+    with caplog.at_level(logging.WARNING, logger="robustkd"):
+        out = prepare(raw, tmp_path / "prep2", class_list=reordered, n_classes=2)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    record = json.loads((out / "provenance.json").read_text())["class_list"]
+    assert record["cmc"] is True and record["differ"] == 0

@@ -192,10 +192,69 @@ def _check_references(config: Mapping[str, Any]) -> None:
                     f"config key 'experiments.{exp}.datasets': unknown dataset {name!r} "
                     f"(known: {list(_DATASETS)})"
                 )
+    _check_ladders(config)
+    _check_corruptions(config)
     # A mixed distortion's settings and rates (after the experiments: its settings default
     # to experiments.table1.distortions).
     for name in config.get("distortions", {}):
         distortion_entry(config, name)
+
+
+def _check_corruptions(config: Mapping[str, Any]) -> None:
+    """The corruption table needs a benchmark corruption: its mCE is defined on them."""
+    from robustkd.corruption_names import BENCHMARK_CORRUPTIONS
+
+    spec = (config.get("experiments") or {}).get("corruptions") or {}
+    names = spec.get("corruptions", [])
+    if names and not set(names) & set(BENCHMARK_CORRUPTIONS):
+        raise ConfigError(
+            f"config key 'experiments.corruptions.corruptions': {names} holds none of the 15 "
+            "benchmark corruptions, on which the mCE and the mean rows are defined; list at "
+            f"least one of {', '.join(BENCHMARK_CORRUPTIONS)}"
+        )
+
+
+# The parameters that make a setting of each family stronger (all at least as large, one larger).
+LADDER_PARAMETERS = {"mask": ("p",), "noise": ("sigma",), "blur": ("kernel", "sigma")}
+
+
+def _check_ladders(config: Mapping[str, Any]) -> None:
+    """Each Fig 2 test setting: the trained family, stronger in that family's parameters.
+
+    Raises:
+        ConfigError: A ladder trains on a family without a severity (``mixed``), or a test
+            setting is of another family or not stronger; the message names the key and both
+            settings with their values.
+    """
+    distortions = config.get("distortions", {})
+    ladders = ((config.get("experiments") or {}).get("fig2") or {}).get("ladders", [])
+    for i, lad in enumerate(ladders):
+        key = f"experiments.fig2.ladders.{i}"
+        train = distortions[lad["train"]]
+        family = train.get("family")
+        if family not in LADDER_PARAMETERS:
+            raise ConfigError(
+                f"config key '{key}.train': {lad['train']!r} is a {family} distortion; a ladder "
+                f"trains on a setting of one of {sorted(LADDER_PARAMETERS)} and tests stronger ones"
+            )
+        params = LADDER_PARAMETERS[family]
+        trained = ", ".join(f"{p} {train[p]}" for p in params)
+        for j, name in enumerate(lad["test"]):
+            test = distortions[name]
+            if test.get("family") != family:
+                raise ConfigError(
+                    f"config key '{key}.test.{j}': {name!r} is a {test.get('family')} "
+                    f"distortion, but the ladder trains on {lad['train']!r} ({family}); test "
+                    f"settings must be {family} settings stronger than it"
+                )
+            weaker = [p for p in params if float(test[p]) < float(train[p])]
+            if weaker or all(float(test[p]) == float(train[p]) for p in params):
+                tested = ", ".join(f"{p} {test[p]}" for p in params)
+                raise ConfigError(
+                    f"config key '{key}.test.{j}': {name!r} ({tested}) is not stronger than the "
+                    f"trained {lad['train']!r} ({trained}); a {family} test setting needs "
+                    f"{' and '.join(params)} at least as large, and one larger"
+                )
 
 
 def validate_config(config: Mapping[str, Any], schema: str | os.PathLike[str]) -> None:

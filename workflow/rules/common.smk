@@ -3,6 +3,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+from snakemake.logging import logger
+
 # The workflow runs from a plain checkout: its src/ goes first on sys.path, and Snakemake stops
 # if robustkd comes from elsewhere (unless ROBUSTKD_USE_INSTALLED=1), as in every job.
 _spec = importlib.util.spec_from_file_location(
@@ -14,8 +16,10 @@ _spec.loader.exec_module(_checkout)
 _checkout.use_checkout_package()
 
 from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
+from robustkd.datasources import demo_raw_spec, raw_input
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests, stated_requests
+from robustkd.labelfractions import fraction_warnings
 from robustkd.plan import set_sizes
 from robustkd.timelimit import job_runtime
 from robustkd.report.claims import claim_inputs, paper_claims
@@ -67,6 +71,11 @@ except ConfigError as exc:
 # snakemake.config (with_operational), and its provenance record names them. Every other key is
 # scientific and reruns what uses it (amp, amp_dtype and compile too: they change arithmetic).
 # Threads, GPUs, memory and runtime are resources: never triggers.
+
+# Fig 3's fractions that keep another number of images than they ask (once, not in every job).
+if getattr(workflow, "is_main_process", True):
+    for _warning in fraction_warnings(config):
+        logger.warning(f"warning: {_warning}")
 
 # GPUs: the rules declare none; the profile asks for them per training job, with `gpu` or a gpu
 # `gres` (robustkd.gpus), and the job runs one process per GPU. Both at once stop here, given in
@@ -386,15 +395,15 @@ def get_fig4_distortions():
     ]
 
 
-def get_raw_input(dataset):
-    """Raw data each preparation depends on; the miniature's folder when the demo writes it.
+def get_raw_input(dataset, corpus=False):
+    """Raw data a preparation depends on: the miniature's folder when its root is that folder.
 
-    Real raw data lives outside the workflow (a local copy or a download into its root) and is
-    hashed into the provenance instead of being tracked as an input.
+    With demo_raw enabled, a dataset whose root points at real data gets no miniature
+    (robustkd.datasources). Real raw data lives outside the workflow (a local copy or a
+    download into its root) and is hashed into the provenance instead of being tracked as an
+    input.
     """
-    if config["demo_raw"]["enabled"]:
-        return f"results/raw_demo/{dataset}"
-    return []
+    return raw_input(config, dataset, corpus=corpus)
 
 
 def get_pretrain_data(wildcards):
@@ -419,18 +428,7 @@ def get_dataset_source(dataset):
 
 def get_demo_raw_spec(wildcards):
     """Sizes of one dataset's miniature (imagenet100 also gets its class list and subset)."""
-    spec = dict(config["demo_raw"].get(wildcards.dataset, {}))
-    if wildcards.dataset == "imagenet100":
-        source = get_dataset_source("imagenet100")
-        spec["class_list"] = source["class_list"]
-        spec["n_classes"] = source.get("n_classes", 100)
-        corpus = config["data"].get("pretrain_corpus")
-        if corpus is not None:  # the corpus's classes live in the same ILSVRC tree
-            spec["other_class_list"] = corpus["class_list"]
-            spec["other_classes"] = corpus.get(
-                "n_classes", spec.get("other_classes", 2)
-            )
-    return spec
+    return demo_raw_spec(config, wildcards.dataset)
 
 
 # Beyond the paper: corruptions never trained on (workflow/rules/corruptions.smk).

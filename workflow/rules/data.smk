@@ -44,7 +44,7 @@ for _dataset in DATASETS:
 
 rule prepare_pretrain_corpus:
     input:
-        get_raw_input("imagenet100"),
+        get_raw_input("imagenet100", corpus=True),
     output:
         directory("results/data/pretrain_corpus"),
     log:

@@ -21,7 +21,13 @@ exp = snakemake.params.exp
 methods = list(snakemake.params.methods)
 fields = {"rule": snakemake.rule, "config": {"experiments.corruptions": dict(exp)}}
 build_corruption_table(
-    models, CORRUPTION_TABLE, baseline=exp["baseline"], methods=methods, provenance=fields
+    models,
+    CORRUPTION_TABLE,
+    baseline=exp["baseline"],
+    methods=methods,
+    provenance=fields,
+    corruptions=exp["corruptions"],
+    severities=exp["severities"],
 )
 plot_corruptions(models, CORRUPTION_FIGURE, methods=methods)
 write_figure_provenance(models, CORRUPTION_FIGURE, started=started, **fields)

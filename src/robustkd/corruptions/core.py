@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# The benchmark's 15 corruptions (published order) and the extra ones we implement.
+from robustkd.corruption_names import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS
 from robustkd.distortions import Distortion
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -22,27 +24,6 @@ SEVERITIES = (1, 2, 3, 4, 5)
 #: (224 px, after Resize(256) + CenterCrop(224)), both in hendrycks/robustness.
 PROTOCOLS: dict[str, int] = {"cifar10c": 32, "imagenetc": 224}
 DEFAULT_PROTOCOL = "cifar10c"
-
-# The benchmark's 15 corruptions in the published order (the order of the released files).
-BENCHMARK_CORRUPTIONS = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-# Extra (validation) corruptions of the benchmark that we implement (spatter is left out).
-EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "saturate")
 
 _REGISTRY: dict[str, type[Corruption]] = {}
 _FAMILY: dict[str, str] = {}

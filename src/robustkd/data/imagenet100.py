@@ -30,6 +30,9 @@ from robustkd.errors import DataError
 
 __all__ = ["prepare", "write_demo_raw"]
 
+DEMO_TRAIN_PER_CLASS = 50
+"""Training images per target class of :func:`write_demo_raw` unless told otherwise."""
+
 # Two real ImageNet classes outside the CMC list: the miniature includes them so that the
 # preparation is seen to filter classes.
 _OTHER_WNIDS = ("n01440764", "n01443537")
@@ -121,7 +124,7 @@ def write_demo_raw(
     seed: int,
     class_list: str | os.PathLike[str] = "config/imagenet100.txt",
     n_classes: int = 10,
-    train_per_class: int = 50,
+    train_per_class: int = DEMO_TRAIN_PER_CLASS,
     val_per_class: int = 20,
     size: int = 48,
     other_classes: int = 2,

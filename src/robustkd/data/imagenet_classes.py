@@ -80,24 +80,35 @@ def read_class_list(path: str | os.PathLike[str], n_classes: int | None = None) 
 def compare_with_cmc(
     wnids: Sequence[str], *, subset: bool = False, path: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
-    """Compare a class list with the CMC ImageNet-100 list (:data:`CMC_WNIDS`).
+    """Compare the classes used with the CMC ImageNet-100 list (:data:`CMC_WNIDS`).
 
     Args:
         wnids: The classes used.
         subset: The classes are deliberately a part of the list (``n_classes``, the miniature):
-            CMC classes left out then do not count as differences.
+            they are then compared with the first ``len(wnids)`` classes of CMC's list (what
+            ``n_classes`` takes from the shipped list), so a reordered list that picks other
+            CMC classes differs.
         path: The class list file, hashed into the result when given.
 
     Returns:
-        A record for the provenance: ``cmc`` (True when the list is CMC's, or a part of it
-        with ``subset``), ``n_classes``, ``differ`` (classes not shared with CMC's list:
-        those outside it plus, unless ``subset``, CMC's classes left out), ``not_in_cmc`` and
-        ``missing_from_cmc`` (sorted wnids), and the file's ``path`` and ``sha256``.
+        A record for the provenance: ``reference`` (what the classes are compared with:
+        ``CMC's 100 classes`` or ``the first N classes of CMC's list``), ``cmc`` (True when the
+        classes used are exactly the reference), ``n_classes``, ``differ`` (classes not shared
+        with the reference), ``not_in_cmc`` (sorted classes used that the reference lacks),
+        ``missing_from_cmc`` (sorted classes of the reference left out), and the file's ``path``
+        and ``sha256``.
     """
-    used, cmc = set(wnids), set(CMC_WNIDS)
-    extra = sorted(used - cmc)
-    missing = [] if subset else sorted(cmc - used)
+    used = set(wnids)
+    if subset and len(used) < len(CMC_WNIDS):
+        reference, name = (
+            set(CMC_WNIDS[: len(used)]),
+            f"the first {len(used)} classes of CMC's list",
+        )
+    else:
+        reference, name = set(CMC_WNIDS), f"CMC's {len(CMC_WNIDS)} classes"
+    extra, missing = sorted(used - reference), sorted(reference - used)
     record: dict[str, Any] = {
+        "reference": name,
         "cmc": not extra and not missing,
         "n_classes": len(used),
         "differ": max(len(extra), len(missing)),
@@ -115,21 +126,23 @@ def warn_if_not_cmc(record: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     if record["cmc"]:
         return
     extra, missing = record["not_in_cmc"], record["missing_from_cmc"]
+    reference = record.get("reference", f"CMC's {len(CMC_WNIDS)} classes")
     parts = []
     if extra:
         parts.append(
-            f"{len(extra)} of its {record['n_classes']} classes are not CMC classes "
+            f"{len(extra)} of its {record['n_classes']} classes are not among {reference} "
             f"({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})"
         )
     if missing:
         parts.append(
-            f"{len(missing)} of CMC's 100 classes are missing "
+            f"{len(missing)} of {reference} are missing "
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
         )
     log.warning(
         "%s: not the CMC ImageNet-100 class list of the papers: %d classes differ (%s). "
         "Numbers from it are not comparable with results on CMC's list "
-        "(config/imagenet100.txt, sha256 79f3f155...1397); the provenance records the list.",
+        "(config/imagenet100.txt, sha256 79f3f155...1397, in its order when n_classes takes "
+        "a part of it); the provenance records the list.",
         path,
         record["differ"],
         "; ".join(parts),

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from robustkd.atomic import make_temp_dir, write_json_atomic
+from robustkd.data.pixels import check_mode, to_rgb8
 from robustkd.errors import DataError
 from robustkd.provenance import now_iso, sha256_file, write_provenance
 from robustkd.readback import load_array
@@ -49,10 +50,12 @@ def check_image(path: str | os.PathLike[str]) -> tuple[int, int]:
         The image's size.
 
     Raises:
-        DataError: The file cannot be opened or decoded (the message names it).
+        DataError: The file cannot be opened or decoded, or its pixel mode has no defined
+            8-bit RGB reading (:func:`robustkd.data.pixels.check_mode`); the message names it.
     """
     try:
         with Image.open(path) as im:
+            check_mode(im.mode, str(path), im.format)
             size = im.size
             im.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             im.load()
@@ -309,14 +312,18 @@ class PreparedDataset:
         return self._arrays[rel]
 
     def image(self, row: int) -> Image.Image:
-        """Return manifest row ``row`` as an RGB PIL image."""
+        """Return manifest row ``row`` as an 8-bit RGB PIL image (:func:`to_rgb8`).
+
+        Raises:
+            DataError: The file cannot be decoded or its pixel mode has no 8-bit reading.
+        """
         r = self.rows[row]
         if r.index >= 0:
             return Image.fromarray(np.asarray(self._array(r.path)[r.index]))
         path = self.root / r.path
         try:
             with Image.open(path) as im:
-                return im.convert("RGB")
+                return to_rgb8(im, str(path))
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"{path}: unreadable image ({exc})") from exc
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.decode import ImageSource, eval_crop, to_unit_float, train_crop
+from robustkd.labelfractions import kept_per_class
 from robustkd.provenance import sha256_file
 
 __all__ = [
@@ -278,7 +279,7 @@ def label_fraction_indices(
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         order = members[rng_for(seed, int(c), 0xF4AC).permutation(len(members))]
-        keep.append(order[: max(1, int(round(fraction * len(members))))])
+        keep.append(order[: kept_per_class(fraction, len(members))])
     return np.sort(np.concatenate(keep))
 
 

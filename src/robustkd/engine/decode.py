@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
+from robustkd.data.pixels import to_rgb8
 from robustkd.errors import DataError
 
 __all__ = [
@@ -128,14 +129,16 @@ class ImageSource:
         """Decode the pixels at full size.
 
         RGB JPEG files go to torchvision's ``decode_image``; other files (grey or CMYK JPEGs;
-        other formats) to PIL, converted to RGB as ``PIL.Image.convert`` does.
+        other formats) to PIL, read as 8-bit RGB by :func:`robustkd.data.pixels.to_rgb8` (16-bit
+        greyscale by its high byte, not clipped).
 
         Returns:
             uint8 (3, H, W) with channels-last strides (the layout PyTorch's uint8 resize
             kernel is fastest on).
 
         Raises:
-            DataError: The file cannot be decoded (the message names it).
+            DataError: The file cannot be decoded or its pixel mode has no 8-bit reading (the
+                message names it).
         """
         if self.array is not None:
             arr = self.array
@@ -147,7 +150,7 @@ class ImageSource:
                 buf = torch.frombuffer(self.data, dtype=torch.uint8)
                 return decode_image(buf, ImageReadMode.RGB)
             with Image.open(io.BytesIO(self.data)) as im:
-                return _to_tensor(im.convert("RGB"))
+                return _to_tensor(to_rgb8(im, self.name))
         except _DECODE_ERRORS as exc:
             raise DataError(f"{self.name}: unreadable image ({exc})") from exc
 
@@ -172,7 +175,7 @@ class ImageSource:
                 if drafted is None:  # not a JPEG
                     return None
                 r = round(self.width / drafted[1][2])  # draft's box: the full image, reduced
-                return im.convert("RGB"), r
+                return to_rgb8(im, self.name), r
         except _DECODE_ERRORS as exc:
             raise DataError(f"{self.name}: unreadable image ({exc})") from exc
 

@@ -363,6 +363,9 @@ def finetune_job(
             split=eval_split(prepared),
             n_train=len(train_set),
             fraction=run.fraction,
+            # The share of labels kept, which Fig 3 plots (robustkd.labelfractions).
+            fraction_used=len(train_set) / len(images),
+            n_train_split=len(images),
             seed=run.seed,
             chance=100.0 / len(prepared.classes),
         )

@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from robustkd.atomic import atomic_write_text
+from robustkd.labelfractions import fraction_used, share_text
 from robustkd.layout import (
     METHOD_LABELS,
     finetune_files,
@@ -84,6 +85,9 @@ class Claim:
         statement: The claim in words.
         seeds: The seeds of every term's files.
         terms: The combination.
+        shares: ``(placeholder, fraction asked, metrics files)``: the statement's
+            ``placeholder`` becomes the share of labels those runs used (Fig 3;
+            :func:`robustkd.labelfractions.share_text`), read when the table is built.
     """
 
     key: str
@@ -91,6 +95,7 @@ class Claim:
     statement: str
     seeds: tuple[int, ...]
     terms: tuple[Term, ...]
+    shares: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
 
 
 def _files(
@@ -163,15 +168,19 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
             name = rows.get(d, d)
             o_low = Term(f"Ours at {low}", 1.0, _files("ours", d, seeds, fraction=low))
             s_low = Term(f"Supervised at {low}", 1.0, _files("supervised", d, seeds, fraction=low))
+            shares = (("{low}", fr[0], o_low.files + s_low.files),)
             claims.append(
-                _pair(
-                    f"fig3/{d}/frac{low}/ours-supervised",
-                    "Fig 3",
-                    f"Ours beats the supervised baseline with {float(low):.0%} of the labels, "
-                    f"under {name}",
-                    seeds,
-                    o_low,
-                    s_low,
+                replace(
+                    _pair(
+                        f"fig3/{d}/frac{low}/ours-supervised",
+                        "Fig 3",
+                        "Ours beats the supervised baseline with {low} of the labels, under "
+                        + name,
+                        seeds,
+                        o_low,
+                        s_low,
+                    ),
+                    shares=shares,
                 )
             )
             if high != low:
@@ -181,8 +190,8 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
                     Claim(
                         f"fig3/{d}/gap{low}-gap{high}",
                         "Fig 3",
-                        f"The gap (ours minus supervised) is larger with {float(low):.0%} of the "
-                        f"labels than with {float(high):.0%}, under {name}",
+                        "The gap (ours minus supervised) is larger with {low} of the labels than "
+                        f"with {{high}}, under {name}",
                         seeds,
                         (
                             o_low,
@@ -190,6 +199,7 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
                             Term(f"Ours at {high}", -1.0, o_hi),
                             Term(f"Supervised at {high}", 1.0, s_hi),
                         ),
+                        (*shares, ("{high}", fr[-1], o_hi + s_hi)),
                     )
                 )
 
@@ -254,6 +264,20 @@ def _read(path: str, cache: dict[str, Any]) -> Any:
     return cache[path]
 
 
+def _statement(claim: Claim, cache: dict[str, Any]) -> str:
+    """The claim's statement with each share placeholder replaced by the share runs used."""
+    text = claim.statement
+    for placeholder, asked, files in claim.shares:
+        used = {fraction_used(_read(f, cache), f, asked) for f in files}
+        if len(used) > 1:
+            raise ValueError(
+                f"{', '.join(files)}: runs of label fraction {asked:g} used different shares of "
+                f"the labels ({sorted(used)}); rerun them on the same prepared data"
+            )
+        text = text.replace(placeholder, share_text(used.pop(), asked))
+    return text
+
+
 def _value(path: str, metric: str, seed: int, cache: dict[str, Any]) -> tuple[str, float]:
     """The metric of one seed and the key that reads it from the file (for the audit)."""
     return read_value(path, _read(path, cache), metric, seed)
@@ -289,6 +313,7 @@ def build_claims_table(
     started, cache = now_iso(), {}
     rows, cells, tested = [], [], []
     for c in claims:
+        c = replace(c, statement=_statement(c, cache), shares=())
         per_seed = [0.0] * len(c.seeds)
         for t in c.terms:
             keys, values = [], []

@@ -14,11 +14,17 @@ seed ``k``, on corruption ``c`` at severity ``s``::
     mCE(m, d, k)  = 100 * mean_c CE_c(m, d, k)
     mCE(m, k)     = mean_d mCE(m, d, k)          (the table's per-seed value)
 
-so the baseline's mCE is 100 and lower is better. Every other row is a mean top-1 (%): per
-corruption (over severities and training distortions), per severity (over corruptions and
-training distortions) and overall. Each cell is the mean +- std (ddof 1) over seeds of these
-per-seed values; each method is compared with the baseline by a paired t-test over seeds
-(:mod:`robustkd.report.stats`; no correction for multiple comparisons).
+so the baseline's mCE is 100 and lower is better; ``c`` runs over exactly those of the
+benchmark's 15 corruptions that were evaluated
+(:data:`robustkd.corruption_names.BENCHMARK_CORRUPTIONS`). Every other row is a mean top-1
+(%): per corruption (over severities and training distortions), per severity
+(over the benchmark corruptions and training distortions) and overall (likewise). An extra
+corruption (``speckle_noise``, ``gaussian_blur``, ``saturate``) gets a row of its own and enters
+neither the severity rows, the mean nor the mCE. Every model must hold every configured
+(corruption, severity, seed) cell (:func:`~robustkd.report.corruption_values.check_complete`).
+Each cell is the mean +- std (ddof 1) over seeds of these per-seed values; each method is
+compared with the baseline by a paired t-test over seeds (:mod:`robustkd.report.stats`; no
+correction for multiple comparisons).
 """
 
 from __future__ import annotations
@@ -33,157 +39,37 @@ import numpy as np
 import pandas as pd
 
 from robustkd.atomic import atomic_write_text
+from robustkd.corruption_names import BENCHMARK_CORRUPTIONS
 from robustkd.layout import METHOD_LABELS
-from robustkd.provenance import now_iso, sha256_file, write_provenance
-from robustkd.readback import read_json
+from robustkd.provenance import now_iso, write_provenance
+from robustkd.report.corruption_values import (
+    MCE_ROW,
+    MEAN_ROW,
+    benchmark_rows,
+    cell_entries,
+    check_complete,
+    extra_rows,
+    long_frame,
+    mce_per_seed,
+    row_values,
+)
 from robustkd.report.stats import format_paired, pair_by_seed, paired_test
 
 __all__ = [
     "build_corruption_table",
+    "check_complete",
     "long_frame",
     "mce_per_seed",
     "plot_corruptions",
     "row_values",
 ]
 
-MCE_ROW = "mCE"
-MEAN_ROW = "mean"
-
-
-def long_frame(files: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
-    """One row per (method, distortion, seed, corruption, severity): ``top1`` in %.
-
-    Args:
-        files: ``(method, training distortion, corruptions.json)`` of every model.
-
-    Raises:
-        UnreadableFileError: A file cannot be read (named).
-        ValueError: A file holds no results (named).
-    """
-    rows = []
-    for method, distortion, path in files:
-        rec = read_json(path, "corruption evaluation")
-        if not rec.get("results"):
-            raise ValueError(f"{path}: no results")
-        for r in rec["results"]:
-            rows.append(
-                {
-                    "method": method,
-                    "distortion": distortion,
-                    "file": str(path),
-                    "seed": int(r["seed"]),
-                    "corruption": str(r["corruption"]),
-                    "severity": int(r["severity"]),
-                    "top1": float(r["top1"]),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def mce_per_seed(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """The mCE (%) of every method per seed, relative to ``baseline`` (module docstring).
-
-    Args:
-        df: :func:`long_frame`.
-        baseline: The reference method (mCE 100).
-
-    Returns:
-        Columns ``method``, ``seed``, ``mce``.
-
-    Raises:
-        ValueError: The baseline is missing, lacks a (distortion, seed, corruption) another
-            method has, or has zero error on a corruption (CE undefined); the message names it.
-    """
-    if baseline not in set(df["method"]):
-        raise ValueError(
-            f"experiments.corruptions.baseline: {baseline!r} is not among the evaluated "
-            f"methods ({sorted(set(df['method']))})"
-        )
-    err = (
-        df.assign(err=100.0 - df["top1"])
-        .groupby(["method", "distortion", "seed", "corruption"])["err"]
-        .sum()
-    )
-    base = err.xs(baseline, level="method")
-    out = []
-    for (method, distortion, seed), grp in err.groupby(level=["method", "distortion", "seed"]):
-        ces = []
-        for (_, _, _, corruption), e in grp.items():
-            key = (distortion, seed, corruption)
-            if key not in base.index:
-                raise ValueError(f"baseline {baseline!r} has no result for {key}")
-            if base[key] == 0:
-                raise ValueError(f"baseline {baseline!r} has zero error on {key}: CE undefined")
-            ces.append(e / base[key])
-        out.append(
-            {"method": method, "distortion": distortion, "seed": seed, "mce": 100 * np.mean(ces)}
-        )
-    per_model = pd.DataFrame(out)
-    return per_model.groupby(["method", "seed"], as_index=False)["mce"].mean()
-
-
-def row_values(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Per-seed values of every table row and method (``row``, ``method``, ``seed``, ``value``).
-
-    Rows: each corruption (mean top-1 over severities and distortions), ``severity s`` (mean
-    over corruptions and distortions), ``mean`` (over all) and ``mCE``.
-    """
-    parts = []
-    per_model = df.groupby(["method", "distortion", "seed", "corruption"])["top1"].mean()
-    by_c = per_model.groupby(["method", "seed", "corruption"]).mean().reset_index()
-    parts.append(by_c.rename(columns={"corruption": "row", "top1": "value"}))
-    per_sev = df.groupby(["method", "distortion", "seed", "severity"])["top1"].mean()
-    by_s = per_sev.groupby(["method", "seed", "severity"]).mean().reset_index()
-    by_s["row"] = "severity " + by_s["severity"].astype(str)
-    parts.append(by_s.drop(columns="severity").rename(columns={"top1": "value"}))
-    mean = df.groupby(["method", "distortion", "seed"])["top1"].mean()
-    mean = mean.groupby(["method", "seed"]).mean().reset_index()
-    parts.append(mean.assign(row=MEAN_ROW).rename(columns={"top1": "value"}))
-    parts.append(mce_per_seed(df, baseline).assign(row=MCE_ROW).rename(columns={"mce": "value"}))
-    return pd.concat(parts, ignore_index=True)[["row", "method", "seed", "value"]]
-
-
-def _entries(df: pd.DataFrame, row: str, method: str, baseline: str) -> list[dict[str, Any]]:
-    """The values a cell is computed from, each with its file, sha256 and key (for the audit).
-
-    Each value is read back from the file's ``per_seed`` summary (the audit compares it with
-    the file exactly); an mCE cell lists the per-corruption top-1 of the method and of the
-    baseline it is normalised by.
-    """
-    methods = [method, baseline] if row == MCE_ROW and method != baseline else [method]
-    sel = df[df["method"].isin(methods)]
-    out = []
-    for (m, d, seed, path), grp in sel.groupby(["method", "distortion", "seed", "file"]):
-        summary = read_json(path, "corruption evaluation")["per_seed"][str(seed)]
-        if row == MEAN_ROW:
-            keys = [("mean",)]
-        elif row.startswith("severity "):
-            keys = [("per_severity", row.split()[1])]
-        else:
-            names = sorted(set(grp["corruption"])) if row == MCE_ROW else [row]
-            keys = [("per_corruption", c) for c in names]
-        for key in keys:
-            value: Any = summary
-            for k in key:
-                value = value[k]
-            out.append(
-                {
-                    "seed": int(seed),
-                    "method": m,
-                    "distortion": d,
-                    "metrics": path,
-                    "sha256": sha256_file(path),
-                    "metric": ".".join(("per_seed", str(seed), *key)),
-                    "value": float(value),
-                }
-            )
-    return out
-
 
 def _ordered_rows(df: pd.DataFrame) -> list[str]:
-    corruptions = list(dict.fromkeys(df["corruption"]))
+    """Benchmark corruptions, severities, mean and mCE, then the extra corruptions."""
     severities = sorted(set(df["severity"]))
-    return [*corruptions, *(f"severity {s}" for s in severities), MEAN_ROW, MCE_ROW]
+    rows = [*benchmark_rows(df), *(f"severity {s}" for s in severities), MEAN_ROW, MCE_ROW]
+    return rows + extra_rows(df)
 
 
 def build_corruption_table(
@@ -193,6 +79,8 @@ def build_corruption_table(
     baseline: str,
     methods: Sequence[str],
     provenance: Mapping[str, Any],
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Write ``<out_prefix>.csv``, ``.md`` and ``.provenance.json`` (read by ``robustkd audit``).
 
@@ -202,13 +90,22 @@ def build_corruption_table(
         baseline: The method the mCE is normalised by and the others are compared with.
         methods: Column order.
         provenance: ``rule``, ``config``, ``wildcards`` of the record.
+        corruptions: The configured corruptions, each of which every model must hold
+            (default: those any model holds).
+        severities: The configured severities, likewise.
 
     Returns:
         The CSV's frame: one row per (table row, method) with mean, std, n, per-seed values
         and the paired comparison with the baseline.
+
+    Raises:
+        ValueError: A (method, corruption, severity, seed) cell is missing or repeated, no
+            benchmark corruption was evaluated, or the baseline is absent (named); nothing is
+            written then.
     """
     started = now_iso()
     df = long_frame(files)
+    check_complete(df, corruptions, severities)
     values = row_values(df, baseline)
     rows = _ordered_rows(df)
     records, cells = [], []
@@ -247,14 +144,14 @@ def build_corruption_table(
                     "mean": rec["mean"],
                     "std": rec["std"],
                     "n": rec["n"],
-                    "seeds": _entries(df, row, method, baseline),
+                    "seeds": cell_entries(df, row, method, baseline),
                 }
             )
     table = pd.DataFrame(records)
     prefix = os.fspath(out_prefix)
     outputs = [f"{prefix}.csv", f"{prefix}.md"]
     atomic_write_text(outputs[0], table.to_csv(index=False))
-    atomic_write_text(outputs[1], _markdown(table, rows, methods, baseline))
+    atomic_write_text(outputs[1], _markdown(table, rows, methods, baseline, extra_rows(df)))
     write_provenance(
         f"{prefix}.provenance.json",
         inputs=sorted({p for _, _, p in files}),
@@ -282,8 +179,21 @@ def _fmt(x: float, std: float, n: int) -> str:
     return f"{x:.1f}" if n < 2 else f"{x:.1f} ± {std:.1f}"
 
 
+def _which(rows: Sequence[str], extras: Sequence[str]) -> str:
+    """The benchmark corruptions the table's rows are on, in words."""
+    bench = [r for r in rows if r in BENCHMARK_CORRUPTIONS and r not in extras]
+    n = len(BENCHMARK_CORRUPTIONS)
+    if len(bench) == n:
+        return f"the {n} benchmark corruptions"
+    return f"{len(bench)} of the {n} benchmark corruptions ({', '.join(bench)})"
+
+
 def _markdown(
-    table: pd.DataFrame, rows: Sequence[str], methods: Sequence[str], baseline: str
+    table: pd.DataFrame,
+    rows: Sequence[str],
+    methods: Sequence[str],
+    baseline: str,
+    extras: Sequence[str] = (),
 ) -> str:
     label = {m: METHOD_LABELS.get(m, m) for m in methods}
     head = ["", *(label[m] for m in methods)]
@@ -291,7 +201,7 @@ def _markdown(
     lines = [
         "# Table 1 models on corruptions never trained on",
         "",
-        "Top-1 (%) on the 15 benchmark corruptions (mean over severities and the Table 1 "
+        f"Top-1 (%) on {_which(rows, extras)} (mean over severities and the Table 1 "
         "training distortions), per severity, overall, and mCE (%, lower is better): "
         f"CE_c = sum_s err(method, c, s) / sum_s err({label[baseline]}, c, s) for the same "
         f"training distortion and seed, mCE = 100 x mean over corruptions, averaged over the "
@@ -301,9 +211,25 @@ def _markdown(
         "|" + "---|" * len(head),
     ]
     by = {(r.row, r.method): r for r in table.itertuples()}
-    for row in rows:
-        cells = [_fmt(by[row, m].mean, by[row, m].std, by[row, m].n) for m in methods]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+
+    def table_rows(names: Sequence[str]) -> list[str]:
+        out = []
+        for row in names:
+            cells = [_fmt(by[row, m].mean, by[row, m].std, by[row, m].n) for m in methods]
+            out.append(f"| {row} | " + " | ".join(cells) + " |")
+        return out
+
+    lines += table_rows([r for r in rows if r not in extras])
+    if extras:
+        lines += [
+            "",
+            "Extra corruptions, not of the benchmark (in neither the per-severity rows, the "
+            "mean nor the mCE): top-1 (%), mean over severities and training distortions.",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+            *table_rows(extras),
+        ]
     if others:
         lines += [
             "",
@@ -367,7 +293,8 @@ def plot_corruptions(
         fig.colorbar(im, ax=ax_h, label="top-1 (%)")
         ax_h.set_title("Mean over severities")
         styles = method_styles(list(methods))
-        curve = data.groupby(["method", "seed", "severity"])["top1"].mean().reset_index()
+        bench = data[data["corruption"].isin(BENCHMARK_CORRUPTIONS)]  # as the table's rows
+        curve = bench.groupby(["method", "seed", "severity"])["top1"].mean().reset_index()
         for m in methods:
             c = curve[curve["method"] == m].groupby("severity")["top1"]
             mean, std = c.mean(), c.std(ddof=1).fillna(0.0)
@@ -376,7 +303,7 @@ def plot_corruptions(
                 mean.index, mean - std, mean + std, color=styles[m]["color"], alpha=0.15
             )
         ax_c.set_xlabel("severity")
-        ax_c.set_ylabel("top-1 (%), mean over corruptions")
+        ax_c.set_ylabel("top-1 (%), mean over benchmark corruptions")
         ax_c.set_xticks(sorted(set(curve["severity"])))
         ax_c.legend()
         ax_c.set_title("By severity (± std over seeds)")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robustkd.labelfractions import fraction_used
 from robustkd.layout import METHOD_LABELS, finetune_files, fraction_tag, ladder_file
 from robustkd.readback import read_json
 from robustkd.report.figures import AttentionPanel, severity_label, severity_of
@@ -67,11 +68,20 @@ def fig2_frame(config: Mapping[str, Any]) -> pd.DataFrame:
 def fig3_frame(config: Mapping[str, Any]) -> pd.DataFrame:
     """Fig 3's data: top-1 per (method, family, label fraction, seed).
 
+    ``fraction`` is the share of the labels each run used (``fraction_used`` of its metrics
+    file), which on a small set differs from the fraction asked (at least one image per class
+    is kept); ``fraction_asked`` is the configured one.
+
     Args:
         config: The resolved config (``experiments.fig3``, ``distortions``, ``seeds``).
 
     Returns:
-        Columns family, method, method_label, distortion, fraction, seed, top1, source.
+        Columns family, method, method_label, distortion, fraction, fraction_asked, seed, top1,
+        source.
+
+    Raises:
+        ValueError: A metrics file does not say the share it used
+            (:func:`robustkd.labelfractions.fraction_used`).
     """
     exp = config["experiments"]["fig3"]
     rows = []
@@ -82,15 +92,17 @@ def fig3_frame(config: Mapping[str, Any]) -> pd.DataFrame:
                     path = finetune_files("imagenet100", method, dist, fraction_tag(f), seed)[
                         "metrics"
                     ]
+                    metrics = read_json(path, "metrics file")
                     rows.append(
                         {
                             "family": config["distortions"][dist]["family"],
                             "method": method,
                             "method_label": _label(method),
                             "distortion": dist,
-                            "fraction": float(f),
+                            "fraction": fraction_used(metrics, path, float(f)),
+                            "fraction_asked": float(f),
                             "seed": seed,
-                            "top1": read_json(path, "metrics file")["top1"],
+                            "top1": metrics["top1"],
                             "source": path,
                         }
                     )

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from robustkd.labelfractions import percent, share_text
 from robustkd.report.figures.frames import (
     check_one_to_one,
     check_unique,
@@ -113,7 +114,33 @@ _FRACTION_COLUMNS = ("family", "method", "method_label", "fraction", "seed", "to
 
 
 def _percent(fraction: float) -> str:
-    return f"{round(100 * fraction, 6):g}%"
+    return percent(fraction)
+
+
+def _tick_labels(rows: pd.DataFrame, fractions: list[float]) -> list[str]:
+    """The share used at each tick, and the fraction asked beneath it where that differs."""
+    if "fraction_asked" not in rows.columns:
+        return [_percent(f) for f in fractions]
+    asked = rows.groupby("fraction")["fraction_asked"].first()
+    labels = []
+    for f in fractions:
+        text = share_text(f, float(asked[f]))
+        labels.append(text.replace(" (", "\n(", 1))
+    return labels
+
+
+def _check_one_fraction_per_share(df: pd.DataFrame, what: str) -> None:
+    """Two fractions asked that used the same share of labels: the same runs, twice."""
+    if "fraction_asked" not in df.columns:
+        return
+    asked = df.groupby(["family", "method", "fraction"])["fraction_asked"].unique()
+    for (_, _, used), values in asked.items():
+        if len(values) > 1:
+            raise ValueError(
+                f"{what}: fractions {', '.join(f'{v:g}' for v in sorted(values))} of "
+                f"experiments.fig3.fractions all used {_percent(used)} of the labels (the same "
+                "images, at least one per class): keep only one of them"
+            )
 
 
 def plot_label_fractions(df: pd.DataFrame, out_prefix: str | os.PathLike[str]) -> None:
@@ -125,13 +152,16 @@ def plot_label_fractions(df: pd.DataFrame, out_prefix: str | os.PathLike[str]) -
 
     Args:
         df: One row per (family, method, fraction, seed) with columns ``family``, ``method``,
-            ``method_label`` (legend text), ``fraction`` (in (0, 1]), ``seed`` and ``top1`` (%).
+            ``method_label`` (legend text), ``fraction`` (the share of labels used, in (0, 1]),
+            ``seed`` and ``top1`` (%); optionally ``fraction_asked`` (the configured fraction,
+            written beneath a tick whose share used differs from it).
         out_prefix: Path without extension; writes ``.png`` (150 dpi), ``.pdf`` and ``.csv``
             (the input rows plus the plotted ``mean``, ``std`` and ``n`` of each point).
 
     Raises:
         ValueError: If a column is missing, the frame is empty, ``top1`` is not finite, a
-            fraction lies outside (0, 1] or a (family, method, fraction, seed) appears twice.
+            fraction lies outside (0, 1], a (family, method, fraction, seed) appears twice, or
+            two fractions asked used the same share.
     """
     what = "plot_label_fractions"
     require_columns(df, _FRACTION_COLUMNS, what)
@@ -140,6 +170,7 @@ def plot_label_fractions(df: pd.DataFrame, out_prefix: str | os.PathLike[str]) -
     bad = df.loc[~((df["fraction"] > 0) & (df["fraction"] <= 1)), "fraction"]
     if len(bad):
         raise ValueError(f"{what}: column 'fraction' must lie in (0, 1], got {bad.iloc[0]}")
+    _check_one_fraction_per_share(df, what)
     check_unique(df, ["family", "method", "fraction", "seed"], what)
     check_one_to_one(df, ["method"], "method_label", what)
 
@@ -157,7 +188,7 @@ def plot_label_fractions(df: pd.DataFrame, out_prefix: str | os.PathLike[str]) -
             ax.set_xscale("log")
             ax.xaxis.set_major_locator(FixedLocator([100 * f for f in fractions]))
             ax.xaxis.set_minor_locator(NullLocator())
-            ax.set_xticklabels([_percent(f) for f in fractions])
+            ax.set_xticklabels(_tick_labels(rows, fractions))
             # A little room either side of the first and last fraction, on the log scale.
             lo, hi = 100 * fractions[0], 100 * fractions[-1]
             pad = 0.06 * max(math.log10(hi / lo), 1.0)
