@@ -22,6 +22,7 @@ from typing import TextIO
 
 import torch
 
+from robustkd.atomic import atomic_write_text
 from robustkd.engine.checkpoint import NonFiniteError
 
 __all__ = ["StepLog", "truncate_log"]
@@ -132,4 +133,4 @@ def truncate_log(path: Path, step: int) -> None:
             kept.append(ln)
     if dropped:
         log.warning("%s: dropped %d unreadable line(s) (a killed job's last write?)", path, dropped)
-    path.write_text("".join(f"{ln}\n" for ln in kept))
+    atomic_write_text(path, "".join(f"{ln}\n" for ln in kept))
