@@ -51,6 +51,7 @@ class StepLog:
         file: TextIO,
         reduce: Callable[[torch.Tensor], torch.Tensor] = lambda v: v,
         checkpoint_path: object = None,
+        checkpoint_step: int | None = None,
     ) -> None:
         """Start an empty log.
 
@@ -58,10 +59,14 @@ class StepLog:
             file: Where lines go (rank 0's ``log.jsonl``; ``os.devnull`` on other ranks).
             reduce: Averages a (steps, C) tensor over data-parallel ranks (identity for one
                 process); every rank must flush at the same steps.
-            checkpoint_path: Named in the error of a non-finite loss (it holds the last
-                finite weights).
+            checkpoint_path: Named in the error of a non-finite loss.
+            checkpoint_step: The step of the checkpoint at ``checkpoint_path`` this run resumed
+                from, or None when the run has none yet. The loop sets
+                :attr:`checkpoint_step` after each checkpoint it writes, so the error of a
+                non-finite loss says whether a checkpoint of finite weights exists.
         """
         self.file, self.reduce, self.checkpoint_path = file, reduce, checkpoint_path
+        self.checkpoint_step = checkpoint_step
         self.pending: list[_Step] = []
         self.last: dict[str, float] = {}
 
@@ -104,14 +109,25 @@ class StepLog:
                 values = [v for k, v in zip(p.names, row, strict=True) if k in bad]
                 raise NonFiniteError(
                     f"non-finite loss at step {p.step} (epoch {p.epoch}): component(s) {bad} = "
-                    f"{values}; training stopped, the last checkpoint ({self.checkpoint_path}) "
-                    "holds finite weights"
+                    f"{values}; training stopped: {self._checkpoint_state()}. Lower the "
+                    "learning rate or set clip_grad in the training config, then rerun"
                 )
             self.last = dict(zip(p.names, row, strict=True))
             line = {"step": p.step + 1, "epoch": p.epoch, "lr": p.lr, **self.last}
             self.file.write(json.dumps(line) + "\n")
         self.file.flush()
         return self.last
+
+    def _checkpoint_state(self) -> str:
+        """What the run's checkpoint holds now, for the error of a non-finite loss."""
+        if self.checkpoint_step is not None:
+            where = f" ({self.checkpoint_path})" if self.checkpoint_path else ""
+            return (
+                f"the last checkpoint{where}, of step {self.checkpoint_step}, holds finite "
+                "weights (a rerun with the same config resumes there)"
+            )
+        where = f" (it would be {self.checkpoint_path})" if self.checkpoint_path else ""
+        return f"no checkpoint was written before it{where}, so a rerun starts afresh"
 
 
 def truncate_log(path: Path, step: int) -> None:
