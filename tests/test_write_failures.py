@@ -164,3 +164,21 @@ def test_a_checkpoint_written_through_a_file_object_still_loads(tmp_path):
     assert ckpt["step"] == 4
     assert all(torch.equal(ckpt["model"][k], v) for k, v in model.state_dict().items())
     assert _everything_under(tmp_path) == ["c.pt"]
+
+
+def test_the_step_log_on_a_full_disk_names_its_file(tmp_path):
+    from robustkd.engine.steplog import StepLog
+
+    class FullDisk:
+        name = str(tmp_path / "run" / "log.jsonl")
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+    log = StepLog(FullDisk())
+    log.add(0, 0, 0.1, {"loss": torch.tensor(1.0)})
+    with pytest.raises(RobustKDError, match=f"log.jsonl: cannot write it: {FULL}"):
+        log.flush()

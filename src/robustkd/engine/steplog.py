@@ -22,7 +22,7 @@ from typing import TextIO
 
 import torch
 
-from robustkd.atomic import atomic_write_text
+from robustkd.atomic import atomic_write_text, writing
 from robustkd.engine.checkpoint import NonFiniteError
 
 __all__ = ["StepLog", "truncate_log"]
@@ -92,6 +92,7 @@ class StepLog:
             NonFiniteError: A component is NaN or infinite; names the first such step (0-based
                 index, as the run's checkpoints count steps), its epoch and components. Lines
                 of the steps before it are written, none after.
+            OutputError: The log file cannot be written (a full disk: named with the file).
         """
         if not self.pending:
             return self.last
@@ -102,10 +103,11 @@ class StepLog:
             rows = [host[i].tolist() for i in range(len(pending))]
         else:  # components changed between steps (not seen in practice): one reduce per step
             rows = [self.reduce(p.values[None]).cpu()[0].tolist() for p in pending]
+        lines = []
         for p, row in zip(pending, rows, strict=True):
             bad = [k for k, v in zip(p.names, row, strict=True) if not math.isfinite(v)]
             if bad:
-                self.file.flush()
+                self._write(lines)
                 values = [v for k, v in zip(p.names, row, strict=True) if k in bad]
                 raise NonFiniteError(
                     f"non-finite loss at step {p.step} (epoch {p.epoch}): component(s) {bad} = "
@@ -114,9 +116,15 @@ class StepLog:
                 )
             self.last = dict(zip(p.names, row, strict=True))
             line = {"step": p.step + 1, "epoch": p.epoch, "lr": p.lr, **self.last}
-            self.file.write(json.dumps(line) + "\n")
-        self.file.flush()
+            lines.append(json.dumps(line) + "\n")
+        self._write(lines)
         return self.last
+
+    def _write(self, lines: list[str]) -> None:
+        """Append ``lines`` to the log file; a full disk is named with the file."""
+        with writing(str(getattr(self.file, "name", "the step log"))):
+            self.file.write("".join(lines))
+            self.file.flush()
 
     def _checkpoint_state(self) -> str:
         """What the run's checkpoint holds now, for the error of a non-finite loss."""
