@@ -112,6 +112,56 @@ def test_missing_class_folder(raw, tmp_path, class_list):
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
 
 
+def test_class_still_packed_as_the_official_archive_unpacks(raw, tmp_path, class_list):
+    """Issue 26: train/<wnid>.tar (one tar per class) said "class folder ... missing"."""
+    import subprocess
+    import tarfile
+
+    root = _copy(raw, tmp_path)
+    wnids = sorted(read_class_list(class_list, N_CLASSES))
+    for w in wnids[1:3]:  # packed as ILSVRC2012_img_train.tar holds them: files at the top
+        with tarfile.open(root / "train" / f"{w}.tar", "w") as tf:
+            for f in sorted((root / "train" / w).iterdir()):
+                tf.add(f, arcname=f.name)
+        shutil.rmtree(root / "train" / w)
+    with pytest.raises(DataError) as info:
+        prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    msg = str(info.value)
+    assert msg.startswith(f"{root / 'train' / wnids[1]}.tar: class {wnids[1]} is still packed")
+    assert f"2 of the {N_CLASSES} classes" in msg and "missing" not in msg
+    assert not (tmp_path / "prep").exists()
+    # The command the message gives unpacks them; the preparation then succeeds.
+    command = msg.split(": cd ", 1)[1].removesuffix("; then rerun")
+    subprocess.run(["bash", "-c", f"cd {command}"], check=True)
+    prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    assert len(PreparedDataset(tmp_path / "prep").indices("train")) == N_CLASSES * TRAIN
+
+
+def test_official_archives_left_packed_in_the_root(tmp_path, class_list):
+    (tmp_path / "ILSVRC2012_img_train.tar").write_bytes(b"")
+    (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        prepare(tmp_path, tmp_path / "prep", class_list=class_list)
+    msg = str(info.value)
+    assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar found" in msg
+    assert "tar -xf ILSVRC2012_img_train.tar -C train" in msg and "cd train && for f" in msg
+
+
+def test_flat_val_with_only_the_devkit_ground_truth_names_both_layouts(raw, tmp_path, class_list):
+    root = _copy(raw, tmp_path)
+    (root / "LOC_val_solution.csv").unlink()
+    truth = root / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    truth.parent.mkdir(parents=True)
+    truth.write_text("490\n361\n171\n")
+    with pytest.raises(DataError) as info:
+        prepare(root, tmp_path / "prep", class_list=class_list, n_classes=N_CLASSES)
+    msg = str(info.value)
+    assert msg.startswith(f"{root / 'LOC_val_solution.csv'}: val label file not found")
+    assert f"{truth} is the devkit's ground truth" in msg and "ILSVRC2012_ID, not wnid" in msg
+    assert "(1) val/<wnid>/*.JPEG" in msg and "(2) a flat val/ with Kaggle's" in msg
+    assert not (tmp_path / "prep").exists()
+
+
 def test_missing_val_label(raw, tmp_path, class_list):
     root = _copy(raw, tmp_path)
     lines = (root / "LOC_val_solution.csv").read_text().splitlines()

@@ -173,3 +173,71 @@ def test_plan_of_the_tiny_dag_matches_the_jobs_that_ran(tiny_run, capsys):
     code = main(["plan", "all", "--configfile", *configs, "--root", str(tiny_run), "--gpus", "2"])
     out = capsys.readouterr().out.splitlines()
     assert code == 0 and out[-1].startswith(f"total: {len(planned)} jobs"), out[-3:]
+
+
+def test_an_unknown_target_is_named_with_the_nearest_one(capsys):
+    """Issue 26: `robustkd plan tabel1` ended with "snakemake dry run failed (...):" and the
+    banner of Snakemake 9, whose reason is on stdout."""
+    from robustkd.cli import main
+
+    assert main(["plan", "tabel1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown target 'tabel1'" in err and "did you mean 'table1'?" in err
+    assert "The targets: all, " in err and "SNAKEMAKE" not in err
+
+
+def test_a_failed_dry_run_says_why_without_the_banner():
+    from robustkd.dagpaths import failure_reason
+
+    said = """Config file config/config.yaml is extended by additional config specified via the command line.
+Assuming unrestricted shared filesystem usage.
+
+SNAKEMAKE
+=========
+  Date: 2026-12-06 22:12:11
+  Snakemake version: 9.27.1
+  Config file(s): [PosixPath('config/demo.yaml')]
+
+Building DAG of jobs...
+WorkflowError in file "workflow/rules/common.smk", line 57:
+invalid configuration: config key 'seeds.0': 'x' is not of type 'integer'
+"""  # noqa: E501
+    assert failure_reason(said).splitlines() == [
+        'WorkflowError in file "workflow/rules/common.smk", line 57:',
+        "invalid configuration: config key 'seeds.0': 'x' is not of type 'integer'",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["table1", "fig2", "--configfile", "a.yaml", "b.yml"],
+        ["--configfile", "a.yaml", "b.yml", "table1", "fig2"],  # gave table1 to --configfile
+        ["--configfile", "a.yaml", "--configfile", "b.yml", "--", "table1", "fig2"],
+        ["table1", "--throughput", "distill=900", "fig2", "--configfile", "a.yaml", "b.yml"],
+    ],
+)
+def test_targets_may_follow_the_options(argv, monkeypatch, capsys):
+    """Issue 26: `robustkd plan --configfile A table1` said "table1: config file not found"."""
+    import robustkd.config
+    import robustkd.plan
+    from robustkd.cli import main
+
+    seen = {}
+
+    def dry_run_jobs(targets, configfiles, **kw):
+        seen.update(targets=list(targets), configfiles=list(configfiles))
+        return []
+
+    monkeypatch.setattr(robustkd.plan, "dry_run_jobs", dry_run_jobs)
+    monkeypatch.setattr(robustkd.config, "load_config", lambda *a, **k: CONFIG)
+    monkeypatch.setattr(robustkd.plan, "set_sizes", lambda *a, **k: SIZES)
+    assert main(["plan", *argv]) == 0, capsys.readouterr().err
+    assert seen == {"targets": ["table1", "fig2"], "configfiles": ["a.yaml", "b.yml"]}
+
+
+def test_a_config_file_that_is_missing_is_still_named(tmp_path, capsys):
+    from robustkd.cli import main
+
+    assert main(["plan", "--configfile", str(tmp_path / "mine.yaml"), "table1"]) == 2
+    assert f"{tmp_path / 'mine.yaml'}: config file not found" in capsys.readouterr().err

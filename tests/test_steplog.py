@@ -53,6 +53,40 @@ def test_first_non_finite_step_stops_the_run_and_later_lines_are_not_written():
     assert [json.loads(ln)["step"] for ln in out.getvalue().splitlines()] == [1]
 
 
+def test_a_non_finite_loss_before_any_checkpoint_says_there_is_none():
+    """Issue 26: it said "the last checkpoint (<path>) holds finite weights" with no file."""
+    log = StepLog(io.StringIO(), checkpoint_path="run/checkpoint.pt")
+    log.add(0, 0, 0.1, _losses("cpu", math.nan, 1.0))
+    with pytest.raises(NonFiniteError) as info:
+        log.flush()
+    msg = str(info.value)
+    assert "holds finite weights" not in msg
+    assert "no checkpoint was written before it (it would be run/checkpoint.pt)" in msg
+    assert "rerun starts afresh" in msg and "Lower the learning rate or set clip_grad" in msg
+
+
+def test_a_non_finite_loss_after_a_checkpoint_names_its_step():
+    log = StepLog(io.StringIO(), checkpoint_path="run/checkpoint.pt", checkpoint_step=40)
+    log.add(40, 2, 0.1, _losses("cpu", 1.0, 1.0))
+    log.checkpoint_step = 41
+    log.add(41, 2, 0.1, _losses("cpu", math.inf, 1.0))
+    with pytest.raises(NonFiniteError, match=r"checkpoint \(run/checkpoint.pt\), of step 41, "):
+        log.flush()
+
+
+def test_the_loop_says_whether_a_checkpoint_exists_when_the_loss_goes_nan(tmp_path):
+    from tests.test_engine import _train
+
+    prepared = _prepared(tmp_path)
+    with pytest.raises(NonFiniteError, match="no checkpoint was written before it") as info:
+        _train(tmp_path, prepared, "early", nan_at=1)  # checkpoint_every=2: none yet
+    assert not (tmp_path / "early" / "checkpoint.pt").exists()
+    assert "holds finite weights" not in str(info.value)
+    with pytest.raises(NonFiniteError, match=r"checkpoint \(.*checkpoint.pt\), of step 2, "):
+        _train(tmp_path, prepared, "late", nan_at=3)
+    assert (tmp_path / "late" / "checkpoint.pt").is_file()
+
+
 def test_components_are_averaged_over_ranks_once_per_flush():
     calls = []
 

@@ -4,6 +4,7 @@
     robustkd audit table3 --cell global noise-0.5            # one cell (row, column: key or label)
     robustkd audit results/distill/ours/mask-0.90/seed0/student.pth   # any output of the pipeline
     robustkd plan all --throughput distill=1800 --gpus 8     # what a run costs, before it runs
+    robustkd plan --configfile config/demo.yaml table1       # targets before or after options
     robustkd audit results/data/imagenet100                  # or any folder it wrote
 
 Exit status: 0 when the whole chain is intact, 1 when a file is missing or changed (the last
@@ -70,16 +71,29 @@ def _parser() -> argparse.ArgumentParser:
             "totals and the wall time on N GPUs. See robustkd.plan."
         ),
     )
-    p.add_argument("targets", nargs="*", default=["all"], help="Snakemake targets (default: all)")
     p.add_argument(
-        "--configfile", nargs="+", default=[], help="config overlays, as given to snakemake"
+        "targets",
+        nargs="*",
+        default=[],
+        help="Snakemake targets (default: all), before or after the options",
+    )
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="config overlays, as given to snakemake (.yaml, .yml or .json; may be repeated; a "
+        "word after them without such an ending is a target)",
     )
     p.add_argument(
         "--throughput",
         nargs="+",
+        action="extend",
         default=[],
         metavar="RULE=IMG_PER_S",
-        help="images/s per GPU of a rule kind (e.g. distill=1800; 'evaluate' for evaluation)",
+        help="images/s per GPU of a rule kind (e.g. distill=1800; 'evaluate' for evaluation; "
+        "a word after them without '=' is a target)",
     )
     p.add_argument("--gpus", type=int, default=1, help="GPUs for the wall-time estimate")
     p.add_argument(
@@ -87,6 +101,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--root", default=".", help="the working directory of the run (default: .)")
     return parser
+
+
+_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _targets_among_options(args: argparse.Namespace) -> None:
+    """Move the targets that ``--configfile`` or ``--throughput`` took in to ``args.targets``.
+
+    Both options take several values, so ``plan --configfile demo.yaml table1`` gave table1
+    to ``--configfile`` (Snakemake's own ``--configfile`` does the same). A config file ends in
+    ``.yaml``, ``.yml`` or ``.json`` and a throughput holds ``=``: any other word is a target.
+    """
+    files = [f for f in args.configfile if Path(f).suffix.lower() in _CONFIG_SUFFIXES]
+    rates = [t for t in args.throughput if "=" in t]
+    moved = [f for f in args.configfile if f not in files]
+    moved += [t for t in args.throughput if t not in rates]
+    args.configfile, args.throughput = files, rates
+    args.targets = [*args.targets, *moved] or ["all"]
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -100,6 +132,7 @@ def _plan(args: argparse.Namespace) -> int:
         set_sizes,
     )
 
+    _targets_among_options(args)
     snakefile = Path(args.snakefile or Path(args.root) / "Snakefile")
     try:
         throughput = parse_throughput(args.throughput)

@@ -31,6 +31,7 @@ __all__ = [
     "DagJob",
     "collisions",
     "dry_run",
+    "failure_reason",
     "parse_jobs",
     "target_rules",
 ]
@@ -40,7 +41,34 @@ RECORD_NAME = "provenance.json"
 
 
 class DagError(RobustKDError):
-    """Snakemake could not list the jobs of a DAG (its message is included)."""
+    """Snakemake could not list the jobs of a DAG (its message is included).
+
+    Attributes:
+        output: Everything Snakemake printed (stdout, then stderr).
+    """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        """Create the error; ``output`` is what Snakemake printed."""
+        super().__init__(message)
+        self.output = output
+
+
+# Snakemake's start-up lines before the DAG is built: not the reason it failed.
+_BANNER = re.compile(
+    r"^(Config file .* is extended by additional config specified via the command line\."
+    r"|Assuming unrestricted shared filesystem usage\.|SNAKEMAKE|=+|  \w[\w ()]*: .*"
+    r"|Building DAG of jobs\.\.\.|host: .*)$"
+)
+
+
+def failure_reason(output: str) -> str:
+    """What Snakemake said about why it failed: its output without the start-up banner.
+
+    Snakemake 9 writes the error to stdout after a banner (date, versions, paths, config
+    files); the banner's lines and the blank lines around it are left out.
+    """
+    lines = [ln for ln in output.splitlines() if ln.strip() and not _BANNER.match(ln)]
+    return "\n".join(lines).strip()
 
 
 @dataclass(frozen=True)
@@ -114,8 +142,9 @@ def _snakemake(args: Sequence[str], cwd: str | os.PathLike[str]) -> str:
     cmd = [sys.executable, "-m", "snakemake", *args]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        said = (proc.stdout[-2000:] + "\n" + proc.stderr[-3000:]).strip()
-        raise DagError(f"snakemake failed ({' '.join(cmd)}):\n{said or '(no output)'}")
+        output = f"{proc.stdout}\n{proc.stderr}"
+        said = failure_reason(output)[-3000:]
+        raise DagError(f"snakemake failed ({' '.join(cmd)}):\n{said or '(no output)'}", output)
     return proc.stdout + proc.stderr
 
 

@@ -1,6 +1,6 @@
 """Exceptions raised by robustkd; each message names the offending file, key or value."""
 
-__all__ = ["ConfigError", "DataError", "RobustKDError"]
+__all__ = ["ConfigError", "DataError", "OutputError", "RobustKDError"]
 
 
 class RobustKDError(Exception):
@@ -13,3 +13,11 @@ class ConfigError(RobustKDError):
 
 class DataError(RobustKDError):
     """Raw or prepared data is missing, corrupt or malformed; the message names the file."""
+
+
+class OutputError(RobustKDError, OSError):
+    """An output could not be written; the message names the file and the cause.
+
+    Also an :class:`OSError` (``errno`` is the cause's), so that code catching the error of a
+    failed write still catches it.
+    """

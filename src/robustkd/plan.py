@@ -26,16 +26,18 @@ config/demo.yaml``, about a minute) or the plan stops naming the missing dataset
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import heapq
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustkd.dagpaths import DagError, dry_run, parse_jobs
+from robustkd.dagpaths import DagError, dry_run, parse_jobs, target_rules
 from robustkd.errors import RobustKDError
 from robustkd.layout import evaluation_tests, finetune_runs
 
@@ -121,13 +123,38 @@ def dry_run_jobs(
     """Every job of ``targets`` as (rule, wildcards), from a forced Snakemake dry run.
 
     Raises:
-        PlanError: Snakemake failed (what it said on stdout and stderr is included).
+        PlanError: Snakemake failed: an unknown target is named with the workflow's targets
+            (and the nearest one); otherwise what Snakemake said is included.
     """
     try:
         jobs = dry_run(targets, configfiles, snakefile=snakefile, workdir=workdir)
     except DagError as exc:
-        raise PlanError(str(exc)) from None
+        unknown = re.search(r"No rule to produce (\S+)", exc.output)
+        if unknown is None:
+            raise PlanError(str(exc)) from None
+        msg = _unknown_target(unknown.group(1), configfiles, snakefile, workdir)
+        raise PlanError(msg) from None
     return [(j.rule, dict(j.wildcards)) for j in jobs]
+
+
+def _unknown_target(
+    target: str,
+    configfiles: Sequence[str],
+    snakefile: str | os.PathLike[str] | None,
+    workdir: str | os.PathLike[str],
+) -> str:
+    """The message for a target no rule produces: the workflow's targets, the nearest one."""
+    try:
+        named = target_rules(configfiles, snakefile=snakefile, workdir=workdir)
+    except DagError:
+        named = []
+    near = difflib.get_close_matches(target, named, n=1)
+    msg = f"unknown target {target!r}: no rule of the workflow makes it, nor a file of that name"
+    if near:
+        msg += f"; did you mean {near[0]!r}?"
+    if named:
+        msg += f" The targets: {', '.join(named)} (or any output file of the pipeline)"
+    return msg
 
 
 def parse_dry_run(text: str) -> list[tuple[str, dict[str, str]]]:

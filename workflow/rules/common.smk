@@ -15,7 +15,10 @@ _checkout = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_checkout)
 _checkout.use_checkout_package()
 
+import yaml
+
 from robustkd.config import distortion_entry, resolve_workflow_files, validate_config
+from robustkd.config_args import coerce_config, config_hint
 from robustkd.datasources import demo_raw_spec, raw_input
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests, stated_requests
@@ -57,11 +60,18 @@ DATASETS = ["imagenet100", "cifar10", "cifar100", "stl10", "resisc45", "camelyon
 # results, logs and data paths are relative to the working directory (`-d`, default: here).
 WORKFLOW_DIR = Path(workflow.basedir).absolute()
 
+# Values given with --config arrive as strings inside lists and mappings (seeds=[0] gives
+# ["0"]): typed as the schema says where it is unambiguous (robustkd.config_args).
+_GIVEN = dict(getattr(getattr(workflow, "config_settings", None), "config", None) or {})
 try:
+    with open(WORKFLOW_DIR / "config" / "schema.yaml") as _fh:
+        coerce_config(config, yaml.safe_load(_fh), _GIVEN)
     validate_config(config, WORKFLOW_DIR / "config" / "schema.yaml")
     resolve_workflow_files(config, WORKFLOW_DIR)
 except ConfigError as exc:
-    raise WorkflowError(f"invalid configuration: {exc}") from None
+    raise WorkflowError(
+        f"invalid configuration: {exc}{config_hint(str(exc), _GIVEN)}"
+    ) from None
 
 # Rerun triggers (robustkd.triggers): Snakemake reruns a job whose params changed. Params never
 # hold the checkout's location (a shipped file's path compares by its config value and sha256)

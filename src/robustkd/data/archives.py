@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from robustkd.atomic import make_temp_dir
+from robustkd.atomic import disk_full, make_temp_dir, write_failure
 from robustkd.errors import DataError
 
 __all__ = ["extract_archive", "fetch_file", "md5sum", "read_checksum_file", "verify_md5"]
@@ -218,8 +218,12 @@ def extract_archive(archive: str | os.PathLike[str], dest: str | os.PathLike[str
             f"{archive}: truncated or corrupt archive ({exc}); download or copy it again"
         ) from exc
     except OSError as exc:
+        # gzip reports a truncated stream as an OSError too; a full disk is named as such,
+        # with the free space of the disk extracted to (counted before the folder goes).
+        full = write_failure(dest, exc) if disk_full(exc) else None
         shutil.rmtree(tmp, ignore_errors=True)
-        # gzip reports a truncated stream as an OSError too; a full disk is named as such.
+        if full is not None:
+            raise DataError(f"{archive}: cannot extract it: {full}") from exc
         raise DataError(f"{archive}: cannot extract into {dest.parent} ({exc})") from exc
     if dest.exists():
         shutil.rmtree(dest)

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robustkd.data.ilsvrc import VAL_LABELS, find_ilsvrc_root, images_in, val_samples
+from robustkd.data.ilsvrc import (
+    VAL_LABELS,
+    class_folders,
+    find_ilsvrc_root,
+    images_in,
+    val_samples,
+)
 from robustkd.data.imagenet_classes import (
     CMC_WNIDS,
     compare_with_cmc,
@@ -102,11 +108,9 @@ def prepare(
         prov["extra"]["class_list"] = cmc
     if exclude_class_list is not None:
         prov["extra"]["excluded_classes"] = read_class_list(exclude_class_list)
+    folders = class_folders(base, classes)  # every class, before anything is written
     with PreparedWriter(out_dir, classes, provenance=prov) as writer:
-        for w in classes:
-            folder = base / "train" / w
-            if not folder.is_dir():
-                raise DataError(f"{folder}: class folder of {w} missing from the ILSVRC train set")
+        for w, folder in folders.items():
             files = images_in(folder)
             if not files:
                 raise DataError(f"{folder}: no images")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robustkd.atomic import atomic_write_text
+from robustkd.atomic import atomic_write_text, raise_write_failure
 from robustkd.data import synthetic
 from robustkd.data.archives import md5sum
 
@@ -93,8 +93,9 @@ def write_tar_gz(path: Path, folder: str, members: Mapping[str, bytes]) -> Path:
                     info(f"{folder}/{name}", tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data)
                 )
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        raise_write_failure(path, exc)
         raise
     return path
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robustkd.atomic import make_temp_dir, write_json_atomic
+from robustkd.atomic import disk_full, make_temp_dir, write_failure, write_json_atomic, writing
 from robustkd.data.pixels import check_mode, to_rgb8
 from robustkd.errors import DataError
 from robustkd.provenance import now_iso, sha256_file, write_provenance
@@ -151,11 +151,12 @@ class PreparedWriter:
         dst = tmp / rel
         if dst.exists() or dst.is_symlink():
             raise DataError(f"{src}: a second image named {rel} in the prepared dataset")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if self.link:
-            dst.symlink_to(self._link_target(src, rel))
-        else:
-            shutil.copyfile(src, dst)
+        with writing(self.out_dir):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if self.link:
+                dst.symlink_to(self._link_target(src, rel))
+            else:
+                shutil.copyfile(src, dst)
         self.rows.append(_Row(split, label, rel.as_posix(), -1, sha256_file(src)))
 
     def _link_target(self, src: Path, rel: Path) -> Path:
@@ -195,8 +196,9 @@ class PreparedWriter:
         rel = Path("arrays") / f"{split}.npy"
         if (tmp / rel).exists():
             raise DataError(f"{split}: split {split!r} added twice as an array")
-        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-        np.save(tmp / rel, images)
+        with writing(self.out_dir):
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            np.save(tmp / rel, images)
         self.array_files.append(tmp / rel)
         for i, lab in enumerate(labels):
             self._check_label(int(lab), f"{split} array row {i}")
@@ -210,16 +212,24 @@ class PreparedWriter:
     ) -> None:
         tmp = self._require_open()
         self.tmp = None
-        if exc_type is not None:
+        if exc is not None:
+            # A full disk while linking, copying or packing is named (with the free space
+            # before the temporary folder goes); other errors pass unchanged.
+            err = write_failure(self.out_dir, exc) if disk_full(exc) else None
             shutil.rmtree(tmp, ignore_errors=True)
+            if err is not None and err is not exc:
+                raise err from exc
             return
         try:
             self._complete(tmp)
             if self.out_dir.exists():
                 shutil.rmtree(self.out_dir)
             tmp.rename(self.out_dir)
-        except BaseException:
+        except BaseException as failed:
+            err = write_failure(self.out_dir, failed)
             shutil.rmtree(tmp, ignore_errors=True)
+            if err is not None and err is not failed:
+                raise err from failed
             raise
 
     def _complete(self, tmp: Path) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustkd.atomic import write_with
 from robustkd.errors import RobustKDError
 from robustkd.provenance import code_digest
 from robustkd.readback import UnreadableFileError, UnsafeFileError, load_torch
@@ -104,14 +105,10 @@ def restore_rng(state: Mapping[str, Any]) -> None:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # Through a Python file object: torch's own writer, given a path, hides the cause of a
+    # failed write ("[enforce fail at inline_container.cc] unexpected pos"); given a file, the
+    # OSError (a full disk) stays in the chain and robustkd.atomic names it.
+    write_with(path, lambda fh: torch.save(obj, fh))
 
 
 def save_checkpoint(
@@ -126,6 +123,8 @@ def save_checkpoint(
 
     Raises:
         NonFiniteError: A weight is non-finite; nothing is written.
+        OutputError: The write failed (a full disk: the message names the file, the free
+            space and its mount point); no file is left half-written.
     """
     assert_finite_parameters(model, str(path))
     _atomic_torch_save({"model": model.state_dict(), "rng": capture_rng(), **state}, Path(path))
@@ -191,6 +190,8 @@ def save_weights(path: str | os.PathLike[str], model: nn.Module) -> None:
 
     Raises:
         NonFiniteError: A weight is non-finite; nothing is written.
+        OutputError: The write failed (a full disk: the message names the file, the free
+            space and its mount point); no file is left half-written.
     """
     assert_finite_parameters(model, str(path))
     _atomic_torch_save(model.state_dict(), Path(path))

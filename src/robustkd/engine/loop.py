@@ -239,24 +239,24 @@ def _train(
         truncate_log(log_path, step)
     step_loss = compile_step(_step_fn(task, ctx, device), device, cfg.compile)
 
-    def checkpoint() -> None:
-        if not ctx.main:
-            return
-        save_checkpoint(
-            ckpt_path,
-            model=model,
-            state={
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "step": step,
-                "epoch": step // steps_per_epoch,
-                "train_config": asdict(cfg),
-                "config": dict(record or {}),
-                "seed": seed,
-                "identity": identity,
-            },
-        )
+    def checkpoint(steplog: StepLog) -> None:
+        if ctx.main:
+            save_checkpoint(
+                ckpt_path,
+                model=model,
+                state={
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "step": step,
+                    "epoch": step // steps_per_epoch,
+                    "train_config": asdict(cfg),
+                    "config": dict(record or {}),
+                    "seed": seed,
+                    "identity": identity,
+                },
+            )
+        steplog.checkpoint_step = step  # named by the error of a later non-finite loss
 
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     term_at = int(os.environ.get(TERM_ENV, "-1"))
@@ -272,7 +272,7 @@ def _train(
     with open(log_target, "a") as log_file, PreemptionGuard() as preemption:
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
-        steplog = StepLog(log_file, lambda v: reduce_mean(v, ctx), ckpt_path)
+        steplog = StepLog(log_file, lambda v: reduce_mean(v, ctx), ckpt_path, resumed_from)
         # One loader for the run: its workers persist across epochs; the epoch travels with
         # each index to them, so the batches are those of a single process.
         sampler = EpochBatches()
@@ -297,7 +297,7 @@ def _train(
                     os.kill(os.getpid(), signal.SIGSTOP)
                 if preempted(preemption, ctx):
                     steplog.flush()
-                    checkpoint()
+                    checkpoint(steplog)
                     barrier()  # rank 0's checkpoint is on disk before any rank exits
                     name = signal.Signals(preemption.signum or signal.SIGTERM).name
                     raise Preempted(
@@ -346,10 +346,10 @@ def _train(
                         log.info(msg)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     last = steplog.flush()
-                    checkpoint()
+                    checkpoint(steplog)
             if step % steps_per_epoch == 0:
                 last = steplog.flush()
-                checkpoint()
+                checkpoint(steplog)
         last = steplog.flush()
     if interactive:
         print(file=sys.stderr)

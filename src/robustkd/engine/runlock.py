@@ -292,8 +292,8 @@ class RunLock:
     def _create_exclusive(self) -> bool:
         """Create the lock file holding our record, unless it exists; True if created."""
         tmp = self.run_dir / f".{LOCK_NAME}.{self.holder.host}.{self.holder.pid}.tmp"
-        tmp.write_bytes(self._record())
         try:
+            tmp.write_bytes(self._record())  # removed below if the disk is full half-way
             os.link(tmp, self.path)  # atomic and exclusive, NFS included; never half-written
             return True
         except FileExistsError:

@@ -22,6 +22,7 @@ from typing import TextIO
 
 import torch
 
+from robustkd.atomic import atomic_write_text, writing
 from robustkd.engine.checkpoint import NonFiniteError
 
 __all__ = ["StepLog", "truncate_log"]
@@ -50,6 +51,7 @@ class StepLog:
         file: TextIO,
         reduce: Callable[[torch.Tensor], torch.Tensor] = lambda v: v,
         checkpoint_path: object = None,
+        checkpoint_step: int | None = None,
     ) -> None:
         """Start an empty log.
 
@@ -57,10 +59,14 @@ class StepLog:
             file: Where lines go (rank 0's ``log.jsonl``; ``os.devnull`` on other ranks).
             reduce: Averages a (steps, C) tensor over data-parallel ranks (identity for one
                 process); every rank must flush at the same steps.
-            checkpoint_path: Named in the error of a non-finite loss (it holds the last
-                finite weights).
+            checkpoint_path: Named in the error of a non-finite loss.
+            checkpoint_step: The step of the checkpoint at ``checkpoint_path`` this run resumed
+                from, or None when the run has none yet. The loop sets
+                :attr:`checkpoint_step` after each checkpoint it writes, so the error of a
+                non-finite loss says whether a checkpoint of finite weights exists.
         """
         self.file, self.reduce, self.checkpoint_path = file, reduce, checkpoint_path
+        self.checkpoint_step = checkpoint_step
         self.pending: list[_Step] = []
         self.last: dict[str, float] = {}
 
@@ -86,6 +92,7 @@ class StepLog:
             NonFiniteError: A component is NaN or infinite; names the first such step (0-based
                 index, as the run's checkpoints count steps), its epoch and components. Lines
                 of the steps before it are written, none after.
+            OutputError: The log file cannot be written (a full disk: named with the file).
         """
         if not self.pending:
             return self.last
@@ -96,21 +103,39 @@ class StepLog:
             rows = [host[i].tolist() for i in range(len(pending))]
         else:  # components changed between steps (not seen in practice): one reduce per step
             rows = [self.reduce(p.values[None]).cpu()[0].tolist() for p in pending]
+        lines = []
         for p, row in zip(pending, rows, strict=True):
             bad = [k for k, v in zip(p.names, row, strict=True) if not math.isfinite(v)]
             if bad:
-                self.file.flush()
+                self._write(lines)
                 values = [v for k, v in zip(p.names, row, strict=True) if k in bad]
                 raise NonFiniteError(
                     f"non-finite loss at step {p.step} (epoch {p.epoch}): component(s) {bad} = "
-                    f"{values}; training stopped, the last checkpoint ({self.checkpoint_path}) "
-                    "holds finite weights"
+                    f"{values}; training stopped: {self._checkpoint_state()}. Lower the "
+                    "learning rate or set clip_grad in the training config, then rerun"
                 )
             self.last = dict(zip(p.names, row, strict=True))
             line = {"step": p.step + 1, "epoch": p.epoch, "lr": p.lr, **self.last}
-            self.file.write(json.dumps(line) + "\n")
-        self.file.flush()
+            lines.append(json.dumps(line) + "\n")
+        self._write(lines)
         return self.last
+
+    def _write(self, lines: list[str]) -> None:
+        """Append ``lines`` to the log file; a full disk is named with the file."""
+        with writing(str(getattr(self.file, "name", "the step log"))):
+            self.file.write("".join(lines))
+            self.file.flush()
+
+    def _checkpoint_state(self) -> str:
+        """What the run's checkpoint holds now, for the error of a non-finite loss."""
+        if self.checkpoint_step is not None:
+            where = f" ({self.checkpoint_path})" if self.checkpoint_path else ""
+            return (
+                f"the last checkpoint{where}, of step {self.checkpoint_step}, holds finite "
+                "weights (a rerun with the same config resumes there)"
+            )
+        where = f" (it would be {self.checkpoint_path})" if self.checkpoint_path else ""
+        return f"no checkpoint was written before it{where}, so a rerun starts afresh"
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -132,4 +157,4 @@ def truncate_log(path: Path, step: int) -> None:
             kept.append(ln)
     if dropped:
         log.warning("%s: dropped %d unreadable line(s) (a killed job's last write?)", path, dropped)
-    path.write_text("".join(f"{ln}\n" for ln in kept))
+    atomic_write_text(path, "".join(f"{ln}\n" for ln in kept))

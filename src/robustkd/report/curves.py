@@ -9,6 +9,7 @@ relative change of the epoch mean over the last ``window`` epochs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from robustkd.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["epoch_losses", "plateau_summary", "plot_distill_losses"]
 
@@ -85,7 +88,7 @@ def plot_distill_losses(df: pd.DataFrame, out_prefix: str | os.PathLike[str]) ->
     """Write ``<out_prefix>.{png,pdf,csv}``: one panel per distortion, one line per method.
 
     Lines are the mean over seeds of the loss relative to its first epoch; bands span the
-    seeds' minimum to maximum.
+    seeds' minimum to maximum. Each file is written atomically.
     """
     import matplotlib
 
@@ -113,8 +116,12 @@ def plot_distill_losses(df: pd.DataFrame, out_prefix: str | os.PathLike[str]) ->
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     out = Path(out_prefix)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    blobs = {}
     for ext in ("png", "pdf"):
-        fig.savefig(f"{out}.{ext}", dpi=120)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=120)
+        blobs[ext] = buf.getvalue()
     plt.close(fig)
-    df.to_csv(f"{out}.csv", index=False)
+    atomic_write_text(f"{out}.csv", df.to_csv(index=False))
+    for ext, blob in blobs.items():
+        atomic_write_bytes(f"{out}.{ext}", blob)
