@@ -48,6 +48,7 @@ from robustkd.errors import RobustKDError
 from robustkd.gpus import gpu_processes
 
 __all__ = [
+    "LAUNCHER_PGID_ENV",
     "DistContext",
     "JobReferenceError",
     "LaunchError",
@@ -70,6 +71,11 @@ log = logging.getLogger(__name__)
 # for NCCL, 30 min for gloo) could cut that wait short. A hung job still ends at its SLURM
 # runtime limit.
 GROUP_TIMEOUT = timedelta(hours=2)
+
+
+# The launcher's process group, in the ranks' environment (what the loop's test hook that signals
+# the whole job, ``ROBUSTKD_SIGTERM_GROUP_AT_STEP``, signals besides the rank's own group).
+LAUNCHER_PGID_ENV = "ROBUSTKD_LAUNCHER_PGID"
 
 
 class LaunchError(RobustKDError):
@@ -257,7 +263,11 @@ def run_job(
         # The ranks import this very copy of the package (a workflow script puts src/ on
         # sys.path, which a child process does not inherit).
         src = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+            LAUNCHER_PGID_ENV: str(os.getpgrp()),
+        }
         # With a time limit, torchrun gets its own session so that a time-out kills it and every
         # rank it started; without one it stays in the job's process group, which is where a
         # scheduler's or Snakemake's signals (preemption, cancel) reach it.

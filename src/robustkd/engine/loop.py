@@ -59,12 +59,18 @@ from robustkd.engine.data import (
     epoch_loader,
     to_unit_float,
 )
-from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
+from robustkd.engine.distributed import (
+    LAUNCHER_PGID_ENV,
+    DistContext,
+    barrier,
+    context,
+    reduce_mean,
+)
 from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
 from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
 from robustkd.engine.steplog import StepLog, truncate_log
 
-__all__ = ["KILL_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
+__all__ = ["GROUP_TERM_ENV", "KILL_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,9 @@ log = logging.getLogger(__name__)
 # exact resume after a hard kill and after a preemption).
 KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
 TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
+# Test hook: once this many steps are done, SIGTERM to every process of the job at once, as SLURM
+# signals every process of a job step (see _signal_job).
+GROUP_TERM_ENV = "ROBUSTKD_SIGTERM_GROUP_AT_STEP"
 
 
 class Task(Protocol):
@@ -126,6 +135,22 @@ def _step_fn(
     return DistributedDataParallel(
         _TaskModule(task), device_ids=ids, forward_sync_buffers=False, gradient_as_bucket_view=True
     )
+
+
+def _signal_job(signum: int) -> None:
+    """Send ``signum`` to every process group of the job this process knows (test hook).
+
+    That is this process's own group (itself and its data-loader workers; under torchrun each
+    rank leads a group of its own) and, under :func:`~robustkd.engine.distributed.run_job`'s
+    torchrun, the launcher's group (the launcher, and torchrun unless it runs in a session of
+    its own), named by ``ROBUSTKD_LAUNCHER_PGID``. It is sent while the loader's workers still
+    have batches in flight for the next steps.
+    """
+    groups = {os.getpgrp()}
+    if os.environ.get(LAUNCHER_PGID_ENV):
+        groups.add(int(os.environ[LAUNCHER_PGID_ENV]))
+    for group in sorted(groups):
+        os.killpg(group, signum)
 
 
 def _duration(seconds: float) -> str:
@@ -240,6 +265,7 @@ def train(
 
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     term_at = int(os.environ.get(TERM_ENV, "-1"))
+    group_term_at = int(os.environ.get(GROUP_TERM_ENV, "-1"))
     interactive = sys.stderr.isatty()
     last: dict[str, float] = {}
     t0, seen = time.perf_counter(), 0
@@ -304,6 +330,8 @@ def train(
                 steplog.add(step, epoch, lr, {**losses, **draws})
                 step += 1
                 seen += len(images) * ctx.world
+                if step == group_term_at:
+                    _signal_job(signal.SIGTERM)
                 if step % cfg.log_every == 0 or step == total or interactive:
                     last = steplog.flush()
                     now = time.perf_counter()
