@@ -44,11 +44,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from robustkd.engine.faults import LAUNCHER_PGID_ENV
 from robustkd.errors import RobustKDError
 from robustkd.gpus import gpu_processes
 
 __all__ = [
-    "LAUNCHER_PGID_ENV",
     "DistContext",
     "JobReferenceError",
     "LaunchError",
@@ -71,11 +71,6 @@ log = logging.getLogger(__name__)
 # for NCCL, 30 min for gloo) could cut that wait short. A hung job still ends at its SLURM
 # runtime limit.
 GROUP_TIMEOUT = timedelta(hours=2)
-
-
-# The launcher's process group, in the ranks' environment (what the loop's test hook that signals
-# the whole job, ``ROBUSTKD_SIGTERM_GROUP_AT_STEP``, signals besides the rank's own group).
-LAUNCHER_PGID_ENV = "ROBUSTKD_LAUNCHER_PGID"
 
 
 class LaunchError(RobustKDError):

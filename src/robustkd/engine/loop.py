@@ -9,7 +9,8 @@ distortion, of the images drawn per setting: ``n_draw/<setting>``), a progress l
 a hard stop on a non-finite loss (checked where the log is flushed: no host synchronisation per
 step, see :mod:`robustkd.engine.steplog`). Its pieces live beside it: the optimizer and schedule
 in :mod:`robustkd.engine.optim`, checkpoints and what makes one resumable in
-:mod:`robustkd.engine.checkpoint`, signals in :mod:`robustkd.engine.preemption`.
+:mod:`robustkd.engine.checkpoint`, signals in :mod:`robustkd.engine.preemption`, the faults
+tests inject at a given step in :mod:`robustkd.engine.faults`.
 
 A checkpoint is resumed only if it was written by the same code (a digest of the package's
 source), training settings, seed, resolved config and data; otherwise, e.g. when Snakemake reruns
@@ -59,28 +60,15 @@ from robustkd.engine.data import (
     epoch_loader,
     to_unit_float,
 )
-from robustkd.engine.distributed import (
-    LAUNCHER_PGID_ENV,
-    DistContext,
-    barrier,
-    context,
-    reduce_mean,
-)
+from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
+from robustkd.engine.faults import StepFaults
 from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
 from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
 from robustkd.engine.steplog import StepLog, truncate_log
 
-__all__ = ["GROUP_TERM_ENV", "KILL_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
+__all__ = ["Task", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
-
-# Test hooks: send this process SIGKILL / SIGTERM right before the given global step (prove
-# exact resume after a hard kill and after a preemption).
-KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
-TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
-# Test hook: once this many steps are done, SIGTERM to every process of the job at once, as SLURM
-# signals every process of a job step (see _signal_job).
-GROUP_TERM_ENV = "ROBUSTKD_SIGTERM_GROUP_AT_STEP"
 
 
 class Task(Protocol):
@@ -135,22 +123,6 @@ def _step_fn(
     return DistributedDataParallel(
         _TaskModule(task), device_ids=ids, forward_sync_buffers=False, gradient_as_bucket_view=True
     )
-
-
-def _signal_job(signum: int) -> None:
-    """Send ``signum`` to every process group of the job this process knows (test hook).
-
-    That is this process's own group (itself and its data-loader workers; under torchrun each
-    rank leads a group of its own) and, under :func:`~robustkd.engine.distributed.run_job`'s
-    torchrun, the launcher's group (the launcher, and torchrun unless it runs in a session of
-    its own), named by ``ROBUSTKD_LAUNCHER_PGID``. It is sent while the loader's workers still
-    have batches in flight for the next steps.
-    """
-    groups = {os.getpgrp()}
-    if os.environ.get(LAUNCHER_PGID_ENV):
-        groups.add(int(os.environ[LAUNCHER_PGID_ENV]))
-    for group in sorted(groups):
-        os.killpg(group, signum)
 
 
 def _duration(seconds: float) -> str:
@@ -263,9 +235,7 @@ def train(
             },
         )
 
-    kill_at = int(os.environ.get(KILL_ENV, "-1"))
-    term_at = int(os.environ.get(TERM_ENV, "-1"))
-    group_term_at = int(os.environ.get(GROUP_TERM_ENV, "-1"))
+    faults = StepFaults.from_env()  # only tests set them (robustkd.engine.faults)
     interactive = sys.stderr.isatty()
     last: dict[str, float] = {}
     t0, seen = time.perf_counter(), 0
@@ -292,11 +262,7 @@ def train(
                 ],
             )
             for images, labels in loader:
-                if step == kill_at:
-                    log_file.flush()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if step == term_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
+                faults.before_step(step, log_file.flush)
                 if preempted(preemption, ctx):
                     steplog.flush()
                     checkpoint()
@@ -330,8 +296,7 @@ def train(
                 steplog.add(step, epoch, lr, {**losses, **draws})
                 step += 1
                 seen += len(images) * ctx.world
-                if step == group_term_at:
-                    _signal_job(signal.SIGTERM)
+                faults.after_step(step)
                 if step % cfg.log_every == 0 or step == total or interactive:
                     last = steplog.flush()
                     now = time.perf_counter()
