@@ -56,6 +56,7 @@ from robustkd.engine.checkpoint import (
 from robustkd.engine.data import (
     EpochBatches,
     ImageSet,
+    closing_loader,
     epoch_batches,
     epoch_loader,
     to_unit_float,
@@ -244,14 +245,19 @@ def train(
     # --- loop ----------------------------------------------------------------------------------
     model.train()
     log_target = log_path if ctx.main else os.devnull
-    with open(log_target, "a") as log_file, PreemptionGuard() as preemption:
+    # One loader for the run: its workers persist across epochs; the epoch travels with each
+    # index to them, so the batches are those of a single process. They start (at the first
+    # pass) under the guard, ignore preemption signals, and stop when the loop ends, however.
+    sampler = EpochBatches()
+    loader = epoch_loader(dataset, sampler, cfg.workers, pin_memory=device.type == "cuda")
+    with (
+        open(log_target, "a") as log_file,
+        PreemptionGuard() as preemption,
+        closing_loader(loader),
+    ):
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
         steplog = StepLog(log_file, lambda v: reduce_mean(v, ctx), ckpt_path)
-        # One loader for the run: its workers persist across epochs; the epoch travels with
-        # each index to them, so the batches are those of a single process.
-        sampler = EpochBatches()
-        loader = epoch_loader(dataset, sampler, cfg.workers, pin_memory=device.type == "cuda")
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             sampler.set(
