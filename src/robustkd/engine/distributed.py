@@ -277,6 +277,12 @@ def run_job(
 def _torchrun(spec: dict[str, Any], processes: int, tmp: Path, timeout: float | None) -> None:
     """Run a job spec under torchrun; ``tmp`` holds the spec, the ranks' pid files and a note.
 
+    Args:
+        spec: ``job`` reference, ``name``, ``kwargs`` (threads already split) and ``log`` file.
+        processes: Ranks (> 1).
+        tmp: The launch's own folder, removed by the caller afterwards.
+        timeout: Seconds before torchrun and its ranks are killed (None: no limit).
+
     Raises:
         Preempted: The ranks stopped on a preemption signal (rank 0's note names the step of
             the checkpoint), or this launcher received one and relayed it.
