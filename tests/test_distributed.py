@@ -19,6 +19,7 @@ size lr, different in each run. Those entries are compared with nothing (measure
 
 import json
 import os
+import sys
 import time
 
 import pytest
@@ -28,14 +29,19 @@ import torch.multiprocessing as mp
 
 from robustkd.distortions import batch_shard, create_distortion
 from robustkd.engine.checkpoint import load_checkpoint
-from robustkd.engine.distributed import DistContext, JobReferenceError, LaunchError, run_job
-from robustkd.engine.loop import TERM_ENV
+from robustkd.engine.distributed import DistContext, JobReferenceError, run_job
+from robustkd.engine.faults import GROUP_TERM_ENV, TERM_ENV
 from robustkd.engine.optim import TrainConfig
+from robustkd.engine.preemption import Preempted
 from robustkd.engine.runlock import LOCK_NAME
 from robustkd.errors import RobustKDError
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from tests import bounded
-from tests.test_resume import distill_kwargs, setup  # noqa: F401  (the module's prepared data)
+from tests.test_resume import (  # noqa: F401  (setup: the module's prepared data)
+    distill_kwargs,
+    setup,
+    weights_sha256,
+)
 
 DISTILL = "robustkd.engine.jobs:distill_job"  # what run_job runs (module:function)
 ATOL_WEIGHTS = 1e-5
@@ -177,21 +183,93 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup, tm
     assert load_checkpoint(tmp_path / "two" / "checkpoint.pt")["step"] == 10
 
 
-def test_preemption_of_a_two_process_run_resumes_identically(setup, tmp_path, monkeypatch):  # noqa: F811
-    whole = tmp_path / "whole" / "student.pth"
-    run_job(DISTILL, _kwargs(setup, whole), processes=2, timeout=bounded.JOB)
+@pytest.fixture(scope="module")
+def two_process_student(setup, tmp_path_factory):  # noqa: F811
+    """The student of an uninterrupted 2-process run with 6 threads (3 a rank, so 2 loader
+    workers each): what the preempted 2-process runs must end at, bit for bit (the CPU kernels'
+    sums depend on the threads a rank has)."""
+    out = tmp_path_factory.mktemp("two_whole") / "student.pth"
+    run_job(DISTILL, {**distill_kwargs(setup, out), "threads": 6}, processes=2, timeout=bounded.JOB)
+    return out
+
+
+def test_preemption_of_a_two_process_run_resumes_identically(
+    setup,  # noqa: F811
+    two_process_student,
+    tmp_path,
+    monkeypatch,
+):
     cut = tmp_path / "cut" / "student.pth"
+    kwargs = {**distill_kwargs(setup, cut), "threads": 6}
     monkeypatch.setenv(TERM_ENV, "7")  # every rank gets SIGTERM before step 7
-    with pytest.raises(LaunchError, match="2 processes"):
-        run_job(DISTILL, _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
+    # The launcher was not signalled: it reports the ranks' preemption with rank 0's message.
+    with pytest.raises(Preempted, match=r"\(2 processes\): SIGTERM received: checkpoint of step 7"):
+        run_job(DISTILL, kwargs, processes=2, timeout=bounded.JOB)
     assert not cut.exists()
     assert load_checkpoint(cut.parent / "checkpoint.pt")["step"] == 7
     assert not (cut.parent / LOCK_NAME).exists()  # rank 0 held the folder and released it
     monkeypatch.delenv(TERM_ENV)
-    run_job(DISTILL, _kwargs(setup, cut), processes=2, timeout=bounded.JOB)
+    run_job(DISTILL, kwargs, processes=2, timeout=bounded.JOB)
     assert not (cut.parent / LOCK_NAME).exists()
-    a, b = torch.load(whole), torch.load(cut)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert weights_sha256(cut) == weights_sha256(two_process_student)
+
+
+def _torchrun_job(root, out, log, group_term_at=None):
+    """A 2-process distill job in a process of its own, as a workflow script runs it.
+
+    6 threads: 3 a rank, so each rank has 2 data-loader workers. No launch timeout (as in the
+    workflow), so torchrun stays in the job's process group; bounded.run limits the whole job.
+    """
+    code = (
+        "import json, sys; from robustkd.engine.distributed import run_job; "
+        "from robustkd.joblog import configure_job_logging; configure_job_logging(sys.argv[2]); "
+        f"run_job({DISTILL!r}, json.loads(sys.argv[1]), name='distill', processes=2, "
+        "log_file=sys.argv[2])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in (TERM_ENV, GROUP_TERM_ENV)}
+    if group_term_at is not None:
+        env[GROUP_TERM_ENV] = str(group_term_at)
+    args = {**distill_kwargs(root, out), "threads": 6}
+    return bounded.run(
+        [sys.executable, "-c", code, json.dumps(args), log],
+        what=f"2-process distill job (SIGTERM to its processes at step {group_term_at})",
+        timeout=bounded.JOB,
+        env=env,
+    )
+
+
+def test_sigterm_to_every_process_of_a_two_process_job_resumes_identically(
+    setup,  # noqa: F811
+    two_process_student,
+    tmp_path,
+):
+    """SIGTERM to every process of a torchrun job with loader workers, as SLURM sends it: after
+    7 steps each rank signals its own process group (itself and its 2 workers) and the launcher's
+    (the job's process and torchrun). The launcher must relay it to the ranks and wait, the ranks
+    write the checkpoint of step 7 (not the periodic one of step 6 or the epoch end's, 5) and the
+    job ends with the Preempted message; the rerun resumes there, bit-identical.
+    """
+    cut = tmp_path / "cut" / "student.pth"
+    stopped = _torchrun_job(setup, cut, tmp_path / "cut.log", group_term_at=7)
+    log = (tmp_path / "cut.log").read_text()
+    assert stopped.returncode == 1, stopped.stderr[-3000:]
+    assert "DataLoader worker" not in log, log[-3000:]
+    assert "SIGTERM received: relayed to the ranks; waiting for them" in log  # the launcher's
+    # The job's last word (the launcher's, untagged) names the preemption and its step.
+    failed = [line for line in log.splitlines() if "job failed:" in line]
+    assert failed and "[rank" not in failed[-1], log[-3000:]
+    assert (
+        "robustkd.job: job failed: Preempted: distill job under torchrun (2 processes): "
+        "SIGTERM received: checkpoint of step 7 written"
+    ) in failed[-1]
+    assert not cut.exists()
+    ckpt = load_checkpoint(cut.parent / "checkpoint.pt")
+    assert (ckpt["step"], ckpt["train_config"]["workers"]) == (7, 2)
+
+    rerun = _torchrun_job(setup, cut, tmp_path / "rerun.log")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "at step 7/10" in (tmp_path / "rerun.log").read_text()
+    assert weights_sha256(cut) == weights_sha256(two_process_student)
 
 
 def test_global_batch_must_split_evenly_between_processes(setup, tmp_path, monkeypatch):  # noqa: F811

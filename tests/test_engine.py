@@ -3,6 +3,8 @@
 import json
 import math
 import multiprocessing
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from robustkd.engine.checkpoint import NonFiniteError, load_checkpoint, save_che
 from robustkd.engine.data import (
     EpochBatches,
     ViewConfig,
+    closing_loader,
     epoch_batches,
     epoch_loader,
     label_fraction_indices,
@@ -192,6 +195,29 @@ def test_persistent_workers_see_each_epoch(tiny_prepared):
     assert all(torch.equal(a, b) for a, b in zip(alone, shared, strict=True))
     assert not torch.equal(alone[0], alone[1])  # the epochs' crops differ
     assert ds.epoch == 0  # the epoch travelled with the indices, not via set_epoch
+
+
+def test_loader_workers_outlive_sigterm_and_stop_with_their_loader(tiny_prepared):
+    """A cluster's SIGTERM reaches every process of a job: the loader's workers ignore it and
+    keep serving batches; closing_loader stops them, also when its block ends with an error
+    (an exception's traceback keeps the loader alive, and multiprocessing would wait at exit
+    for workers that ignore its SIGTERM)."""
+    ds = load_image_set(tiny_prepared, "train", ViewConfig(size=8), train=True, seed=1)
+    sampler = EpochBatches()
+    sampler.set(0, [[i] for i in range(6)])
+    loader = epoch_loader(ds, sampler, workers=2)
+    with pytest.raises(KeyError, match="the block ends"), closing_loader(loader):
+        batches = iter(loader)
+        first = next(batches)
+        workers = list(batches._workers)
+        # Sent from another process, as a cluster's signal is (torch's workers exit quietly on
+        # their parent's SIGTERM).
+        code = "import os, sys; [os.kill(int(p), 15) for p in sys.argv[1:]]"
+        subprocess.run([sys.executable, "-c", code, *(str(w.pid) for w in workers)], check=True)
+        rest = list(batches)  # without the shield: "DataLoader worker ... killed by signal"
+        assert len([first, *rest]) == 6 and all(w.is_alive() for w in workers)
+        raise KeyError("the block ends")
+    assert loader._iterator is None and not any(w.is_alive() for w in workers)
 
 
 def test_training_with_persistent_workers_is_bit_identical(tmp_path, tiny_prepared):

@@ -4,6 +4,7 @@ Its run folder has one writer at a time: a second job on it stops at once, a kil
 is taken over by the rerun, and a finished or preempted job leaves no lock behind.
 """
 
+import hashlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import torch
 
 from robustkd.data.imagenet100 import prepare, write_demo_raw
 from robustkd.engine.checkpoint import load_checkpoint
-from robustkd.engine.loop import KILL_ENV, STOP_ENV, TERM_ENV
+from robustkd.engine.faults import GROUP_TERM_ENV, KILL_ENV, STOP_ENV, TERM_ENV
 from robustkd.engine.runlock import LOCK_NAME, read_lock
 from robustkd.models.backbones import create_backbone
 from tests import bounded
@@ -74,25 +75,45 @@ def distill_kwargs(root, out):
     )
 
 
-def _command(root, out, kill_at=None, term_at=None, stop_at=None):
+def weights_sha256(path):
+    """sha256 of a state dict's tensors (names, dtypes, shapes, bytes), not of the file's bytes.
+
+    torch.save names the archive inside the file after the file it writes (a temporary name with
+    the writer's pid here), so two files of equal weights differ in their bytes.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(torch.load(path).items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}:".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _command(root, out, kill_at=None, term_at=None, stop_at=None, group_term_at=None, threads=1):
     """The command and environment of a distill job in its own process, with test hooks."""
-    args = distill_kwargs(root, out)
+    args = {**distill_kwargs(root, out), "threads": threads}
     code = (
         "import json, sys; from robustkd.engine.jobs import distill_job; "
         "from robustkd.joblog import configure_job_logging; configure_job_logging(None); "
         "distill_job(**json.loads(sys.argv[1]))"
     )
     env = dict(os.environ)
-    for name, step in ((KILL_ENV, kill_at), (TERM_ENV, term_at), (STOP_ENV, stop_at)):
+    hooks = {KILL_ENV: kill_at, TERM_ENV: term_at, STOP_ENV: stop_at, GROUP_TERM_ENV: group_term_at}
+    for name, at in hooks.items():
         env.pop(name, None)
-        if step is not None:
-            env[name] = str(step)
-    what = f"distill job (kill at {kill_at}, SIGTERM at {term_at}, SIGSTOP at {stop_at})"
+        if at is not None:
+            env[name] = str(at)
+    what = (
+        f"distill job ({threads} threads; kill at {kill_at}, SIGTERM at {term_at}, SIGSTOP at "
+        f"{stop_at}, SIGTERM to its process group at {group_term_at})"
+    )
     return [sys.executable, "-c", code, json.dumps(args)], env, what
 
 
-def _job(root, out, kill_at=None, term_at=None):
-    cmd, env, what = _command(root, out, kill_at=kill_at, term_at=term_at)
+def _job(root, out, kill_at=None, term_at=None, group_term_at=None, threads=1):
+    cmd, env, what = _command(
+        root, out, kill_at=kill_at, term_at=term_at, group_term_at=group_term_at, threads=threads
+    )
     return bounded.run(cmd, what=what, timeout=bounded.JOB, env=env)
 
 
@@ -122,10 +143,27 @@ def _holder(run_dir):
     return read_lock(run_dir / LOCK_NAME)
 
 
-def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
-    whole = _job(setup, tmp_path / "whole" / "student.pth")
-    assert whole.returncode == 0, whole.stderr[-3000:]
+@pytest.fixture(scope="module")
+def uninterrupted(setup, tmp_path_factory):
+    """The student of an uninterrupted run with N threads, ``uninterrupted(N)``, run once per N.
 
+    A rerun is compared with a run of the same threads: the CPU kernels' sums depend on the
+    intra-op thread count (the loader workers do not change a bit).
+    """
+    students = {}
+
+    def student(threads=1):
+        if threads not in students:
+            out = tmp_path_factory.mktemp(f"whole{threads}") / "student.pth"
+            whole = _job(setup, out, threads=threads)
+            assert whole.returncode == 0, whole.stderr[-3000:]
+            students[threads] = out
+        return students[threads]
+
+    return student
+
+
+def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, uninterrupted, tmp_path):
     # 40 images, batch 8: 5 steps per epoch; checkpoints at steps 2 and 4 and at the epoch
     # end (5), 6, 8 and 10. The kill comes after 7 steps, mid-epoch 2: step 7 is lost.
     killed = _job(setup, tmp_path / "cut" / "student.pth", kill_at=7)
@@ -143,18 +181,18 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, tmp_path):
     assert f"taking over the lock of run folder {tmp_path / 'cut'}" in rerun.stderr
     assert f"pid {leftover.pid}, since {leftover.since}" in rerun.stderr
     assert _holder(tmp_path / "cut") is None
-    assert _holder(tmp_path / "whole") is None
-    a = torch.load(tmp_path / "whole" / "student.pth")
+    assert _holder(uninterrupted().parent) is None
+    a = torch.load(uninterrupted())
     b = torch.load(tmp_path / "cut" / "student.pth")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
 
-def test_preemption_signal_checkpoints_then_resumes_identically(setup, tmp_path, stopped_job):
+def test_preemption_signal_checkpoints_then_resumes_identically(
+    setup, uninterrupted, tmp_path, stopped_job
+):
     """SIGTERM (a cluster's preemption notice) mid-epoch: checkpoint, exit, rerun, same weights."""
-    whole = _job(setup, tmp_path / "whole" / "student.pth")
-    assert whole.returncode == 0, whole.stderr[-3000:]
     # Held mid-run (SIGSTOP before step 5), the job holds its run folder under its own pid.
     job, what = stopped_job(setup, tmp_path / "cut" / "student.pth", stop_at=5, term_at=7)
     holder = _holder(tmp_path / "cut")
@@ -169,7 +207,7 @@ def test_preemption_signal_checkpoints_then_resumes_identically(setup, tmp_path,
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "at step 7/10" in rerun.stderr and "taking over" not in rerun.stderr
     assert _holder(tmp_path / "cut") is None
-    a = torch.load(tmp_path / "whole" / "student.pth")
+    a = torch.load(uninterrupted())
     b = torch.load(tmp_path / "cut" / "student.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -200,6 +238,30 @@ def test_a_second_writer_of_a_run_folder_stops_at_once(setup, tmp_path, stopped_
     steps = [json.loads(ln)["step"] for ln in (out.parent / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 11))  # 2 epochs x 5 steps, each logged once, in order
     assert out.exists() and _holder(out.parent) is None
+
+
+def test_sigterm_to_the_whole_job_with_loader_workers_checkpoints_then_resumes(
+    setup, uninterrupted, tmp_path
+):
+    """SIGTERM to the job's whole process group (SLURM signals every process of a job step),
+    its 2 data-loader workers included (3 threads), after 7 steps, mid-epoch 2 (5 steps an
+    epoch; periodic checkpoints every 2 steps). The workers must survive it: the job writes the
+    checkpoint of step 7, not only the last periodic (6) or epoch-end (5) one, ends with the
+    Preempted message, and its rerun ends bit-identical to an uninterrupted run.
+    """
+    cut = tmp_path / "cut" / "student.pth"
+    stopped = _job(setup, cut, group_term_at=7, threads=3)
+    assert stopped.returncode == 1, stopped.stderr[-3000:]
+    assert "DataLoader worker" not in stopped.stderr, stopped.stderr[-3000:]
+    assert "Preempted: SIGTERM received: checkpoint of step 7 written" in stopped.stderr
+    assert not cut.exists()
+    ckpt = load_checkpoint(cut.parent / "checkpoint.pt")
+    assert (ckpt["step"], ckpt["train_config"]["workers"]) == (7, 2)
+
+    rerun = _job(setup, cut, threads=3)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from" in rerun.stderr and "at step 7/10" in rerun.stderr
+    assert weights_sha256(cut) == weights_sha256(uninterrupted(threads=3))
 
 
 def _in_process(root, out, **train):

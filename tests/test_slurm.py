@@ -3,7 +3,9 @@
 tests/slurm/start.sh starts munged, slurmctld and slurmd on this machine (two fake GPUs);
 the run goes through sbatch (checked with `scontrol show job`, which keeps finished jobs for
 MinJobAge = 300 s, and the plugin's logs) and its outputs equal those of a local run. The bare
-profile name (`--profile slurm`) is resolved from a temporary XDG config folder.
+profile name (`--profile slurm`) is resolved from a temporary XDG config folder. A training job
+with data-loader workers, signalled by SLURM as when it preempts a job or its time is up, writes
+the checkpoint of the step it is at and resumes from it when it runs again.
 
 Needs root and Debian's slurmctld, slurmd, slurm-client and munge: the test installs them with
 .ci/slurm-setup when missing and skips only where that cannot work (no apt-get, not root) or
@@ -21,10 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
+
+from robustkd.engine.checkpoint import load_checkpoint
+from tests import bounded
+from tests.test_resume import distill_kwargs, setup, weights_sha256  # noqa: F401  (setup: data)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "slurm"
@@ -63,15 +70,16 @@ def _ensure_slurm() -> None:
         pytest.skip("SLURM is not installed and installing it needs root")
     if shutil.which("apt-get") is None:
         pytest.skip("SLURM is not installed and this machine has no apt-get to install it")
-    setup = subprocess.run(
+    installing = subprocess.run(
         ["bash", str(ROOT / ".ci" / "slurm-setup")],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    if setup.returncode != 0 or not _installed():
-        pytest.fail(f".ci/slurm-setup could not install SLURM:\n{setup.stdout}\n{setup.stderr}")
+    if installing.returncode != 0 or not _installed():
+        out = f"{installing.stdout}\n{installing.stderr}"
+        pytest.fail(f".ci/slurm-setup could not install SLURM:\n{out}")
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +325,120 @@ def test_profile_by_bare_name(slurm_cluster, tmp_path):
     assert set(jobs) == {"demo_raw_wildcards_cifar100"}
     assert jobs["demo_raw_wildcards_cifar100"]["JobState"] == "COMPLETED"
     assert (workdir / target).is_dir()
+
+
+# A training job as a workflow script runs it (the job's arguments in a JSON file).
+DRIVER = """import json, sys
+from robustkd.engine.jobs import distill_job
+from robustkd.joblog import configure_job_logging
+configure_job_logging(None)
+distill_job(**json.loads(open(sys.argv[1]).read()))
+"""
+JOB_WAIT = 240  # seconds a test job may take to reach a state (start, a step, its end)
+ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL"}
+ENDED |= {"OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
+
+
+def _job_record(jobid: str, env: dict[str, str]) -> dict[str, str]:
+    out = subprocess.run(
+        ["scontrol", "show", "job", "-o", jobid],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=30,
+    ).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", out))
+
+
+def _wait_for(what: str, ready):
+    """Poll ``ready()`` until it returns something true; fail the test after JOB_WAIT s."""
+    deadline = time.monotonic() + JOB_WAIT
+    while not (found := ready()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: still not after {JOB_WAIT} s", pytrace=False)
+        time.sleep(0.2)
+    return found
+
+
+def test_training_job_signalled_by_slurm_resumes_from_its_checkpoint(
+    slurm_cluster,
+    setup,  # noqa: F811
+    tmp_path,
+):
+    """A distill job with 2 data-loader workers (3 threads; 160 steps) gets SIGTERM from SLURM
+    once its log shows a step: `scancel --signal=TERM --full` signals every process of the job
+    (the job's process and its workers), as SLURM does to a job it preempts or whose time is up.
+    The job writes the checkpoint of the step it is at and fails with the Preempted message;
+    submitted again (as Snakemake's `retries` resubmit a failed job), it resumes from that
+    checkpoint and ends with the student of an uninterrupted run, bit for bit.
+
+    Submitted with sbatch, not through Snakemake: Snakemake caps a job's threads at the cores
+    it sees (2 on a small CI machine), and a training job has loader workers from 3 threads.
+    """
+    env = {**slurm_cluster["env"], "PYTHONPATH": str(ROOT / "src")}
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    # 160 steps of 20 ms or so: the signal comes while it trains. No periodic checkpoints.
+    train = {"epochs": 8, "batch_size": 2, "log_every": 1, "checkpoint_every": 0}
+
+    def job_args(name: str) -> Path:
+        args = {**distill_kwargs(setup, tmp_path / name / "student.pth"), "threads": 3}
+        args["train_cfg"] = {**args["train_cfg"], **train}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(args))
+        return path
+
+    # The uninterrupted reference runs here, beside the SLURM jobs (mostly waits on SLURM).
+    uninterrupted = ThreadPoolExecutor(1).submit(
+        bounded.run,
+        [sys.executable, driver, job_args("whole")],
+        what="uninterrupted distill job",
+        timeout=bounded.JOB,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    args = job_args("job")
+
+    def run(name: str) -> tuple[str, Path]:
+        log = tmp_path / f"{name}.log"
+        submit = [
+            "sbatch", "--parsable", "-J", name, "-p", PARTITION, "-c", "1", "--mem", "1500",
+            "-t", "10", "-o", str(log), "-D", str(tmp_path),
+            f"--wrap=exec {sys.executable} {driver} {args}",
+        ]  # fmt: skip
+        out = subprocess.run(
+            submit, capture_output=True, text=True, env=env, check=True, timeout=30
+        )
+        return out.stdout.strip(), log
+
+    def text(log: Path) -> str:
+        return log.read_text() if log.exists() else ""
+
+    def ended(jobid: str) -> dict[str, str] | None:
+        record = _job_record(jobid, env)
+        return record if record["JobState"] in ENDED else None
+
+    jobid, log = run("rkd-preempted")
+    _wait_for("a step in the job's log", lambda: "epoch 1/8 step" in text(log) or ended(jobid))
+    subprocess.run(["scancel", "--signal=TERM", "--full", jobid], env=env, check=True, timeout=30)
+    record = _wait_for("the end of the signalled job", lambda: ended(jobid))
+    first = text(log)
+    assert (record["JobState"], record["ExitCode"]) == ("FAILED", "1:0"), first[-3000:]
+    assert "DataLoader worker" not in first, first[-3000:]
+    stopped = re.search(r"Preempted: SIGTERM received: checkpoint of step (\d+) written", first)
+    assert stopped, first[-3000:]
+    step = int(stopped[1])
+    checkpoint = load_checkpoint(tmp_path / "job" / "checkpoint.pt")
+    assert (checkpoint["step"], checkpoint["train_config"]["workers"]) == (step, 2)
+    assert 0 < step < 160
+
+    jobid, log = run("rkd-rerun")
+    record = _wait_for("the end of the rerun", lambda: ended(jobid))
+    second = text(log)
+    assert record["JobState"] == "COMPLETED", second[-3000:]
+    assert f"resumed from {tmp_path / 'job' / 'checkpoint.pt'} at step {step}/160" in second
+
+    reference = uninterrupted.result()
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    student = weights_sha256(tmp_path / "job" / "student.pth")
+    assert student == weights_sha256(tmp_path / "whole" / "student.pth")

@@ -139,7 +139,7 @@ def test_sigkilled_distillation_resumes_to_identical_students(workdir):
     uninterrupted reference. Tiny overlay: 24 images, batch 8, 2 epochs = 6 steps,
     checkpoints at steps 2, 3 (epoch end), 4 and 6; the kill comes after step 5.
     """
-    from robustkd.engine.loop import KILL_ENV
+    from robustkd.engine.faults import KILL_ENV
 
     run_dir = workdir / "results" / "distill" / "global" / "noise-0.5"
     students = [run_dir / f"seed{s}" / "student.pth" for s in (0, 1)]

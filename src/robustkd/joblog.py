@@ -52,7 +52,11 @@ def configure_job_logging(
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, mode="a" if append else "w"))
+        if not append:
+            Path(path).write_text("")
+        # Always opened for appending (O_APPEND): the ranks of a torchrun job write to the same
+        # file, and a handle that kept its own position would write over their lines.
+        handlers.append(logging.FileHandler(path, mode="a"))
     logging.basicConfig(
         level=level,
         handlers=handlers,

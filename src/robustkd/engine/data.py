@@ -21,6 +21,7 @@ import hashlib
 import math
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.decode import ImageSource, eval_crop, to_unit_float, train_crop
+from robustkd.engine.signals import shielded_worker_init
 from robustkd.labelfractions import kept_per_class
 from robustkd.provenance import sha256_file
 
@@ -36,6 +38,7 @@ __all__ = [
     "EpochBatches",
     "ImageSet",
     "ViewConfig",
+    "closing_loader",
     "epoch_batches",
     "epoch_loader",
     "label_fraction_indices",
@@ -312,7 +315,9 @@ def epoch_loader(
 
     Worker processes (``workers`` > 0) persist across epochs instead of restarting for each
     pass; every random choice stays a function of (seed, epoch, index), so the batches are those
-    of ``workers=0``, whatever the number of workers.
+    of ``workers=0``, whatever the number of workers. The workers ignore the job's preemption
+    signals (:func:`~robustkd.engine.signals.shielded_worker_init`): the training process
+    decides, at its next step, what the signal means, and stops them when it stops.
 
     Args:
         dataset: A set indexed by ``(epoch, index)`` keys (:class:`ImageSet`).
@@ -329,13 +334,47 @@ def epoch_loader(
         num_workers=workers,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
+        worker_init_fn=shielded_worker_init(),
     )
+
+
+@contextmanager
+def closing_loader(loader: DataLoader) -> Iterator[DataLoader]:
+    """Use ``loader`` in a ``with`` block whose end stops its worker processes, however it ends.
+
+    The workers ignore the job's preemption signals, so their main process must stop them
+    itself: a persistent worker still alive when the interpreter exits (an exception's traceback
+    keeps the loader alive) would make multiprocessing's exit handler, which stops workers with
+    SIGTERM, wait for it forever. On leaving the block each worker is asked to finish (torch's
+    own shutdown); one still running after that is killed (SIGKILL) and waited for.
+
+    Args:
+        loader: A loader, e.g. from :func:`epoch_loader` (any number of workers).
+
+    Yields:
+        ``loader``.
+    """
+    try:
+        yield loader
+    finally:
+        # torch has no public call that stops persistent workers: the live iterator is private.
+        iterator = getattr(loader, "_iterator", None)
+        loader._iterator = None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            for worker in iterator._workers:
+                if worker.is_alive():
+                    worker.kill()
+                    worker.join()
 
 
 def make_loader(
     dataset: ImageSet, batches: Sequence[Sequence[int]], workers: int = 0, pin_memory: bool = False
 ) -> DataLoader:
     """Wrap fixed batches of ``dataset`` in a DataLoader (workers decode in parallel).
+
+    As in :func:`epoch_loader`, the workers ignore the job's preemption signals; they end with
+    the loader or with their main process.
 
     Args:
         dataset: The image set (its epoch already set).
@@ -347,5 +386,9 @@ def make_loader(
         A loader yielding ``(images (B, 3, S, S), labels (B,))``.
     """
     return DataLoader(
-        dataset, batch_sampler=list(batches), num_workers=workers, pin_memory=pin_memory
+        dataset,
+        batch_sampler=list(batches),
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=shielded_worker_init(),
     )

@@ -7,7 +7,16 @@ Rank 0 alone writes checkpoints, logs, weights, metrics and provenance.
 
 The launcher (:func:`run_job`) is handed what to run as an importable ``"module:function"``
 reference (``"robustkd.engine.jobs:distill_job"``, ``"robustkd.craft.student_job:student_job"``),
-which each rank imports itself: the engine knows no study's jobs.
+which each rank imports itself: the engine knows no study's jobs. torchrun and the ranks run
+through :mod:`robustkd.engine.ranks`.
+
+Preemption: SLURM signals every process of a job (SIGTERM, or SIGUSR1 with ``sbatch --signal``).
+The launcher does not die of it: it relays the signal to the ranks and waits for them
+(:class:`~robustkd.engine.signals.SignalForwarder`); torchrun ignores it; each rank's training
+loop writes the checkpoint of its current step (rank 0 writes, every rank stops at the same
+step, see :mod:`robustkd.engine.preemption`); and the launcher then raises
+:class:`~robustkd.engine.signals.Preempted` with rank 0's message, so the job exits non-zero
+and its rerun resumes from that checkpoint.
 
 Exactness across world sizes (what ``tests/test_distributed.py`` checks):
 
@@ -27,6 +36,7 @@ Exactness across world sizes (what ``tests/test_distributed.py`` checks):
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -35,6 +45,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,10 +55,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from robustkd.engine.faults import LAUNCHER_PGID_ENV
+from robustkd.engine.signals import Preempted, SignalForwarder
 from robustkd.errors import RobustKDError
 from robustkd.gpus import gpu_processes
 
 __all__ = [
+    "AGENT",
+    "GROUP_TIMEOUT",
+    "PREEMPTED_NOTE",
+    "RANKS_MODULE",
     "DistContext",
     "JobReferenceError",
     "LaunchError",
@@ -70,6 +87,16 @@ log = logging.getLogger(__name__)
 # for NCCL, 30 min for gloo) could cut that wait short. A hung job still ends at its SLURM
 # runtime limit.
 GROUP_TIMEOUT = timedelta(hours=2)
+
+
+# Where torchrun and its ranks run (robustkd.engine.ranks: named, not imported, so that it may
+# import this module); its first argument that runs torchrun; and, beside the job's spec, rank
+# 0's message when the job stopped on a preemption signal.
+RANKS_MODULE = "robustkd.engine.ranks"
+AGENT = "--agent"
+PREEMPTED_NOTE = "preempted.txt"
+# Seconds between the launcher's looks at torchrun (exit, time limit, ranks to signal).
+_POLL_S = 1.0
 
 
 class LaunchError(RobustKDError):
@@ -223,8 +250,11 @@ def run_job(
         JobReferenceError: ``job`` names no importable function (a ``ValueError`` too).
         ValueError: Both ``processes`` and ``resources`` given.
         ConfigError: The resources ask for GPUs twice (see :func:`gpu_processes`).
-        LaunchError: torchrun exited non-zero (the ranks' errors are in the job's log), or ran
-            past ``timeout``.
+        Preempted: The job stopped on a preemption signal, sent to the ranks or to this process
+            (which relays it to them): the ranks wrote the checkpoint of the step they were at
+            (the message names it) unless the signal came outside their training loop.
+        LaunchError: torchrun exited non-zero otherwise (the ranks' errors are in the job's
+            log), or ran past ``timeout``.
     """
     fn = resolve_job(job, name)
     name = name or job.partition(":")[2]
@@ -237,69 +267,87 @@ def run_job(
         return fn(**kwargs)
     args = dict(kwargs)
     args["threads"] = max(1, int(args.get("threads", 1)) // processes)
+    log_path = None if log_file is None else str(log_file)
+    spec = {"job": job, "name": name, "kwargs": args, "log": log_path}
     with tempfile.TemporaryDirectory(prefix="robustkd-launch-") as tmp:
-        spec = Path(tmp) / "job.pkl"
-        log_path = None if log_file is None else str(log_file)
-        spec.write_bytes(pickle.dumps({"job": job, "name": name, "kwargs": args, "log": log_path}))
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={processes}",
-            "-m",
-            "robustkd.engine.distributed",
-            str(spec),
-        ]
-        log.info("launching %s job on %d processes: %s", name, processes, " ".join(cmd))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # The ranks import this very copy of the package (a workflow script puts src/ on
-        # sys.path, which a child process does not inherit).
-        src = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-        # With a time limit, torchrun gets its own session so that a time-out kills it and every
-        # rank it started; without one it stays in the job's process group, which is where a
-        # scheduler's or Snakemake's signals (preemption, cancel) reach it.
-        proc = subprocess.Popen(cmd, env=env, start_new_session=timeout is not None)
-        try:
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise LaunchError(
-                f"{name} job under torchrun ({processes} processes) hung: still running after "
-                f"{timeout:.0f} s, killed with its ranks"
-            ) from None
-    if returncode != 0:
-        raise LaunchError(
-            f"{name} job under torchrun ({processes} processes) exited with code "
-            f"{returncode}; the ranks' errors and tracebacks are logged above"
-        )
+        _torchrun(spec, processes, Path(tmp), timeout)
     return None
 
 
-def _worker(spec_path: str) -> None:
-    """Entry point of one torchrun rank: join the group, run the job, leave the group."""
-    from robustkd.joblog import configure_job_logging
+def _torchrun(spec: dict[str, Any], processes: int, tmp: Path, timeout: float | None) -> None:
+    """Run a job spec under torchrun; ``tmp`` holds the spec, the ranks' pid files and a note.
 
-    spec = pickle.loads(Path(spec_path).read_bytes())
-    cuda = torch.cuda.is_available()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=GROUP_TIMEOUT)
-    ctx = context()
-    configure_job_logging(spec["log"], append=True, tag=f"[rank {ctx.rank}/{ctx.world}] ")
-    try:
-        resolve_job(spec["job"], spec["name"])(**spec["kwargs"])
-        # Rank 0 evaluates and writes after the last step while the others are done: they wait
-        # for it here, so no rank closes its connections while another still holds the group
-        # (gloo may then fail the still-running rank with "Connection closed by peer").
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
+    Args:
+        spec: ``job`` reference, ``name``, ``kwargs`` (threads already split) and ``log`` file.
+        processes: Ranks (> 1).
+        tmp: The launch's own folder, removed by the caller afterwards.
+        timeout: Seconds before torchrun and its ranks are killed (None: no limit).
+
+    Raises:
+        Preempted: The ranks stopped on a preemption signal (rank 0's note names the step of
+            the checkpoint), or this launcher received one and relayed it.
+        LaunchError: torchrun exited non-zero otherwise, or ran past ``timeout``.
+    """
+    (tmp / "job.pkl").write_bytes(pickle.dumps(spec))
+    # torchrun runs through the ranks module's agent, which keeps preemption signals ignored.
+    cmd = [sys.executable, "-m", RANKS_MODULE, AGENT, "--standalone"]
+    cmd += [f"--nproc-per-node={processes}", "-m", RANKS_MODULE, str(tmp / "job.pkl")]
+    what = f"{spec['name']} job under torchrun ({processes} processes)"
+    log.info("launching %s job on %d processes: %s", spec["name"], processes, " ".join(cmd))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The ranks import this very copy of the package (a workflow script puts src/ on sys.path,
+    # which a child process does not inherit).
+    src = str(Path(__file__).resolve().parents[2])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        LAUNCHER_PGID_ENV: str(os.getpgrp()),
+    }
+    with SignalForwarder(tmp / "pids") as forwarder:
+        # With a time limit, torchrun gets its own session so that a time-out kills it at once;
+        # without one it stays in the job's process group (Ctrl-C reaches it).
+        proc = subprocess.Popen(cmd, env=env, start_new_session=timeout is not None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        returncode, announced = None, False
+        while returncode is None:
+            try:
+                returncode = proc.wait(timeout=_POLL_S)
+            except subprocess.TimeoutExpired:
+                forwarder.forward()  # to ranks that started after the signal came
+                if deadline is not None and time.monotonic() > deadline:
+                    _kill(proc, forwarder.pids())
+                    raise LaunchError(
+                        f"{what} hung: still running after {timeout:.0f} s, killed with its ranks"
+                    ) from None
+            if forwarder.signum is not None and not announced:
+                announced = True
+                log.warning(
+                    "%s received: relayed to the ranks; waiting for them to checkpoint and stop",
+                    signal.Signals(forwarder.signum).name,
+                )
+    note = tmp / PREEMPTED_NOTE
+    if returncode != 0 and note.exists():
+        raise Preempted(f"{what}: {note.read_text()}")
+    if returncode != 0 and forwarder.signum is not None:
+        raise Preempted(
+            f"{what}: {signal.Signals(forwarder.signum).name} received and relayed to the ranks, "
+            f"which stopped (exit code {returncode}) without a checkpoint of it (the signal came "
+            "outside their training loop; see their log above); rerun the job to resume from its "
+            "last checkpoint"
+        )
+    if returncode != 0:
+        raise LaunchError(
+            f"{what} exited with code {returncode}; the ranks' errors and tracebacks are logged "
+            "above"
+        )
 
 
-if __name__ == "__main__":
-    _worker(sys.argv[1])
+def _kill(proc: subprocess.Popen[bytes], ranks: list[int]) -> None:
+    """SIGKILL torchrun's session and each rank (its loader workers then follow it)."""
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

@@ -9,7 +9,8 @@ distortion, of the images drawn per setting: ``n_draw/<setting>``), a progress l
 a hard stop on a non-finite loss (checked where the log is flushed: no host synchronisation per
 step, see :mod:`robustkd.engine.steplog`). Its pieces live beside it: the optimizer and schedule
 in :mod:`robustkd.engine.optim`, checkpoints and what makes one resumable in
-:mod:`robustkd.engine.checkpoint`, signals in :mod:`robustkd.engine.preemption`.
+:mod:`robustkd.engine.checkpoint`, signals in :mod:`robustkd.engine.preemption`, the faults
+tests inject at a given step in :mod:`robustkd.engine.faults`.
 
 A checkpoint is resumed only if it was written by the same code (a digest of the package's
 source), training settings, seed, resolved config and data; otherwise, e.g. when Snakemake reruns
@@ -56,26 +57,21 @@ from robustkd.engine.checkpoint import (
 from robustkd.engine.data import (
     EpochBatches,
     ImageSet,
+    closing_loader,
     epoch_batches,
     epoch_loader,
     to_unit_float,
 )
 from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
+from robustkd.engine.faults import StepFaults
 from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
 from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
 from robustkd.engine.runlock import hold_run_folder
 from robustkd.engine.steplog import StepLog, truncate_log
 
-__all__ = ["KILL_ENV", "STOP_ENV", "TERM_ENV", "Task", "resolve_device", "train"]
+__all__ = ["Task", "resolve_device", "train"]
 
 log = logging.getLogger(__name__)
-
-# Test hooks: send this process SIGKILL / SIGTERM right before the given global step (prove
-# exact resume after a hard kill and after a preemption), or SIGSTOP (hold a run mid-way while a
-# test starts a second writer of its folder; SIGCONT goes on).
-KILL_ENV = "ROBUSTKD_SIGKILL_AT_STEP"
-TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
-STOP_ENV = "ROBUSTKD_SIGSTOP_AT_STEP"
 
 
 class Task(Protocol):
@@ -258,9 +254,7 @@ def _train(
             )
         steplog.checkpoint_step = step  # named by the error of a later non-finite loss
 
-    kill_at = int(os.environ.get(KILL_ENV, "-1"))
-    term_at = int(os.environ.get(TERM_ENV, "-1"))
-    stop_at = int(os.environ.get(STOP_ENV, "-1"))
+    faults = StepFaults.from_env()  # only tests set them (robustkd.engine.faults)
     interactive = sys.stderr.isatty()
     last: dict[str, float] = {}
     t0, seen = time.perf_counter(), 0
@@ -269,14 +263,19 @@ def _train(
     # --- loop ----------------------------------------------------------------------------------
     model.train()
     log_target = log_path if ctx.main else os.devnull
-    with open(log_target, "a") as log_file, PreemptionGuard() as preemption:
+    # One loader for the run: its workers persist across epochs; the epoch travels with each
+    # index to them, so the batches are those of a single process. They start (at the first
+    # pass) under the guard, ignore preemption signals, and stop when the loop ends, however.
+    sampler = EpochBatches()
+    loader = epoch_loader(dataset, sampler, cfg.workers, pin_memory=device.type == "cuda")
+    with (
+        open(log_target, "a") as log_file,
+        PreemptionGuard() as preemption,
+        closing_loader(loader),
+    ):
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
         steplog = StepLog(log_file, lambda v: reduce_mean(v, ctx), ckpt_path, resumed_from)
-        # One loader for the run: its workers persist across epochs; the epoch travels with
-        # each index to them, so the batches are those of a single process.
-        sampler = EpochBatches()
-        loader = epoch_loader(dataset, sampler, cfg.workers, pin_memory=device.type == "cuda")
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             sampler.set(
@@ -287,14 +286,7 @@ def _train(
                 ],
             )
             for images, labels in loader:
-                if step == kill_at:
-                    log_file.flush()
-                    os.kill(os.getpid(), signal.SIGKILL)
-                if step == term_at:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                if step == stop_at:
-                    log_file.flush()
-                    os.kill(os.getpid(), signal.SIGSTOP)
+                faults.before_step(step, log_file.flush)
                 if preempted(preemption, ctx):
                     steplog.flush()
                     checkpoint(steplog)
@@ -328,6 +320,7 @@ def _train(
                 steplog.add(step, epoch, lr, {**losses, **draws})
                 step += 1
                 seen += len(images) * ctx.world
+                faults.after_step(step)
                 if step % cfg.log_every == 0 or step == total or interactive:
                     last = steplog.flush()
                     now = time.perf_counter()
