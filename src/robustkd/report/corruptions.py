@@ -36,6 +36,7 @@ from robustkd.atomic import atomic_write_text
 from robustkd.layout import METHOD_LABELS
 from robustkd.provenance import now_iso, sha256_file, write_provenance
 from robustkd.readback import read_json
+from robustkd.report.pages import write_markdown
 from robustkd.report.stats import format_paired, pair_by_seed, paired_test
 
 __all__ = [
@@ -194,7 +195,7 @@ def build_corruption_table(
     methods: Sequence[str],
     provenance: Mapping[str, Any],
 ) -> pd.DataFrame:
-    """Write ``<out_prefix>.csv``, ``.md`` and ``.provenance.json`` (read by ``robustkd audit``).
+    """Write ``<out_prefix>.{csv,md,html}``, then ``.provenance.json`` (read by ``robustkd audit``).
 
     Args:
         files: ``(method, training distortion, corruptions.json)`` of every model.
@@ -251,12 +252,11 @@ def build_corruption_table(
                 }
             )
     table = pd.DataFrame(records)
-    prefix = os.fspath(out_prefix)
-    outputs = [f"{prefix}.csv", f"{prefix}.md"]
+    outputs = [f"{os.fspath(out_prefix)}.{ext}" for ext in ("csv", "md", "html")]
     atomic_write_text(outputs[0], table.to_csv(index=False))
-    atomic_write_text(outputs[1], _markdown(table, rows, methods, baseline))
+    write_markdown(outputs[1], _markdown(table, rows, methods, baseline), page=outputs[2])
     write_provenance(
-        f"{prefix}.provenance.json",
+        f"{os.fspath(out_prefix)}.provenance.json",
         inputs=sorted({p for _, _, p in files}),
         outputs=outputs,
         started=started,
