@@ -33,7 +33,7 @@ wildcard_constraints:
 rule all:
     default_target: True
     input:
-        get_final_output(),
+        get_all_inputs,
 
 
 rule data:

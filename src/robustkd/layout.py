@@ -377,8 +377,8 @@ def corruption_models(config: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def corruption_outputs() -> list[str]:
-    """The table (CSV, Markdown, provenance) and figure (PNG, PDF, CSV, provenance) files."""
+    """The table (CSV, Markdown, HTML, provenance) and figure (PNG, PDF, CSV, provenance) files."""
     return [
-        *(f"{CORRUPTION_TABLE}.{ext}" for ext in ("csv", "md", "provenance.json")),
+        *(f"{CORRUPTION_TABLE}.{ext}" for ext in ("csv", "md", "html", "provenance.json")),
         *(f"{CORRUPTION_FIGURE}.{ext}" for ext in ("png", "pdf", "csv", "provenance.json")),
     ]

@@ -1,6 +1,8 @@
 # All Python of the workflow: config validation, wildcard constraints, target helpers.
 import importlib.util
+import os
 import re
+import sys
 from pathlib import Path
 
 from snakemake.logging import logger
@@ -26,9 +28,12 @@ from robustkd.labelfractions import fraction_warnings
 from robustkd.plan import set_sizes
 from robustkd.timelimit import job_runtime
 from robustkd.report.claims import claim_inputs, paper_claims
+from robustkd.report.pages import is_report_command
 from robustkd.triggers import scientific
 from robustkd.layout import (
     CLEAN_TEST,
+    CORRUPTION_FIGURE,
+    CORRUPTION_TABLE,
     DISTILL_METHODS,
     FIG4_ATTENTION,
     FINETUNE_KINDS,
@@ -171,9 +176,9 @@ def get_final_output():
     """Everything `all` builds."""
     return [
         *get_prepared_datasets(),
-        *get_table_outputs("table1"),
-        *get_table_outputs("table2"),
-        *get_table_outputs("table3"),
+        *get_table_targets("table1"),
+        *get_table_targets("table2"),
+        *get_table_targets("table3"),
         *CLAIMS_OUTPUTS,
         *figure_files("distill_loss"),
         *figure_files("fig2"),
@@ -184,8 +189,65 @@ def get_final_output():
 
 
 CLAIMS_OUTPUTS = [
-    f"results/tables/claims.{ext}" for ext in ("csv", "md", "provenance.json")
+    f"results/tables/claims.{ext}" for ext in ("csv", "md", "html", "provenance.json")
 ]
+
+
+def get_beyond_outputs():
+    """Everything `beyond` builds: Table 4 and the corruption table and figure."""
+    return [*get_table_targets("table4"), *corruption_outputs()]
+
+
+# The report (`snakemake --report report.html`, or `.zip`). Snakemake reports the outputs flagged
+# report(...) of every job in the DAG of the targets, and stops at the first that does not exist.
+# A report of the default target therefore reports what exists: in a command that only reports,
+# `all` stands for what of `all` and `beyond` has been built (after `snakemake table1`: Table 1
+# and its provenance), and the rest is named as left out. A named target (`snakemake table1
+# --report report.html`) reports that target and needs it built; `--report-after-run` runs the
+# targets first, `all` in full.
+REPORT_ONLY = is_report_command(sys.argv)
+_LEFT_OUT = []
+
+
+def get_all_inputs(wildcards):
+    """The input of `all`: everything it builds; in a report, what exists of `all` and `beyond`
+    (an input function: only a DAG that holds `all` says what it leaves out, once)."""
+    if not REPORT_ONLY:
+        return get_final_output()
+    wanted = list(dict.fromkeys([*get_final_output(), *get_beyond_outputs()]))
+    built = [f for f in wanted if os.path.exists(f)]
+    missing = [f for f in wanted if f not in built]
+    if missing and not _LEFT_OUT:
+        _LEFT_OUT.extend(missing)
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        print(
+            f"Report of what exists: {len(missing)} of the {len(wanted)} outputs of `all` and "
+            f"`beyond` are not built and are left out ({shown}).",
+            file=sys.stderr,
+        )
+    return built
+
+
+def get_table_subcategory(wildcards):
+    """The report's subcategory of a table: the main paper's, or beyond it (Table 4)."""
+    return "Beyond the paper" if wildcards.table == "table4" else "Main paper"
+
+
+def get_claims_labels(wildcards, output):
+    """Labels of the claims table in the report: its verdict counts, read from the table."""
+    import csv
+    from collections import Counter
+
+    from robustkd.report.verdicts import VERDICTS
+
+    with open(output.csv, newline="") as f:
+        n = Counter(row["verdict"] for row in csv.DictReader(f))
+    return {"table": "claims", "verdicts": ", ".join(f"{n[v]} {v}" for v in VERDICTS)}
+
+
+def for_report(files, flags):
+    """`files`, each one that `flags` names flagged for the report: path -> report() kwargs."""
+    return [report(f, **flags[f]) if f in flags else f for f in files]
 
 
 def get_claims_inputs(wildcards):
@@ -217,6 +279,16 @@ def get_table_outputs(name):
     """A table's CSV, Markdown, LaTeX, HTML and cell -> metrics provenance files."""
     exts = ("csv", "md", "tex", "html", "provenance.json")
     return [f"results/tables/{name}.{ext}" for ext in exts]
+
+
+def provenance_page(name):
+    """The report's page of a table's provenance (written by provenance_page)."""
+    return f"results/report/provenance/{name}.html"
+
+
+def get_table_targets(name):
+    """What a table's target builds: its files and the report's page of its provenance."""
+    return [*get_table_outputs(name), provenance_page(name)]
 
 
 def get_table_metrics(wildcards):
@@ -484,6 +556,24 @@ def get_corruption_eval_labels(wildcards):
 def get_corruption_report_models():
     """(method, training distortion, corruptions.json) of every Table 1 model."""
     return [(m, d, corruption_eval_file(m, d)) for m, d in corruption_models(config)]
+
+
+def get_corruption_report_flags():
+    """The corruption table (HTML) and figure in the report: path -> report() arguments."""
+    return {
+        f"{CORRUPTION_TABLE}.html": {
+            "caption": "../report/corruptions_table.rst",
+            "category": "Tables",
+            "subcategory": "Beyond the paper",
+            "labels": {"table": "corruptions"},
+        },
+        f"{CORRUPTION_FIGURE}.png": {
+            "caption": "../report/corruptions_figure.rst",
+            "category": "Figures",
+            "subcategory": "Beyond the paper",
+            "labels": {"figure": "corruptions"},
+        },
+    }
 
 
 def get_corruption_report_inputs():

@@ -62,7 +62,7 @@ rule corruption_report:
     input:
         get_corruption_report_inputs(),
     output:
-        corruption_outputs(),
+        for_report(corruption_outputs(), get_corruption_report_flags()),
     log:
         "logs/report/corruptions.log",
     conda:

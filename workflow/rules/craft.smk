@@ -93,8 +93,8 @@ rule craft_report:
     input:
         get_craft_report_inputs(),
     output:
-        tables=craft_layout.table_files(),
-        figures=craft_layout.figure_files(),
+        tables=for_report(craft_layout.table_files(), get_craft_report_flags()),
+        figures=for_report(craft_layout.figure_files(), get_craft_report_flags()),
         figures_provenance=craft_layout.figures_provenance(),
     log:
         "logs/craft/report.log",

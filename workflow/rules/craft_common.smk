@@ -72,3 +72,40 @@ def get_craft_report_config():
 def get_craft_outputs():
     """Every output of the CRAFT study (the target `craft`)."""
     return craft_layout.study_outputs(config)
+
+
+# The study in the report (category "CRAFT study"): each table's HTML and each figure, with its
+# caption (workflow/report/craft_*.rst).
+CRAFT_CAPTIONS = {
+    "craft_table": "craft_table.rst",
+    "craft_per_corruption": "craft_per_corruption.rst",
+    "craft_per_severity": "craft_per_severity.rst",
+    "clean_vs_robust": "craft_clean_vs_robust.rst",
+    "pairwise_differences": "craft_pairwise_differences.rst",
+    "per_corruption": "craft_per_corruption_figure.rst",
+    "training_curves": "craft_training_curves.rst",
+    "nan_counts": "craft_nan_counts.rst",
+    "cost_vs_robustness": "craft_cost_vs_robustness.rst",
+    "alignment_heatmap": "craft_alignment_heatmap.rst",
+}
+
+
+def get_craft_report_flags():
+    """The study's tables and figures in the report: path -> report() arguments."""
+    root = craft_layout.ROOT
+    flags = {}
+    for t in craft_layout.TABLES:
+        flags[f"{root}/tables/{t}.html"] = {
+            "caption": f"../report/{CRAFT_CAPTIONS[t]}",
+            "category": "CRAFT study",
+            "subcategory": "Tables",
+            "labels": {"table": t},
+        }
+    for fig in craft_layout.FIGURES:
+        flags[f"{root}/figures/{fig}.png"] = {
+            "caption": f"../report/{CRAFT_CAPTIONS[fig]}",
+            "category": "CRAFT study",
+            "subcategory": "Figures",
+            "labels": {"figure": fig},
+        }
+    return flags

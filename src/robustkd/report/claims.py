@@ -39,6 +39,7 @@ from robustkd.layout import (
 )
 from robustkd.provenance import now_iso
 from robustkd.report.claims_text import claims_markdown
+from robustkd.report.pages import write_markdown
 from robustkd.report.stats import format_paired, paired_test
 from robustkd.report.tables import cell_record, read_value, write_table_provenance
 from robustkd.report.verdicts import VERDICTS, decide
@@ -290,7 +291,7 @@ def build_claims_table(
     decision: Mapping[str, float] | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write ``<out_prefix>.{csv,md}`` (one row per claim) and ``<out_prefix>.provenance.json``.
+    """Write ``<out_prefix>.{csv,md,html}`` (one row per claim), then its ``.provenance.json``.
 
     Args:
         claims: From :func:`paper_claims`.
@@ -365,9 +366,9 @@ def build_claims_table(
     columns = ["claim", "source", "statement", "n", "mean", "std", "ci_low", "ci_high", "p"]
     columns += ["p_adj", "p_equiv", "p_equiv_adj", "mde", "verdict", "text", "values"]
     df = pd.DataFrame(rows, columns=columns)
-    outputs = [f"{out_prefix}.csv", f"{out_prefix}.md"]
+    outputs = [f"{out_prefix}.{ext}" for ext in ("csv", "md", "html")]
     atomic_write_text(outputs[0], df.drop(columns=["text"]).to_csv(index=False))
-    atomic_write_text(outputs[1], claims_markdown(rows, rule))
+    write_markdown(outputs[1], claims_markdown(rows, rule), page=outputs[2])
     write_table_provenance(
         out_prefix,
         name="claims",

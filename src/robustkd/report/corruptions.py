@@ -53,6 +53,7 @@ from robustkd.report.corruption_values import (
     mce_per_seed,
     row_values,
 )
+from robustkd.report.pages import write_markdown
 from robustkd.report.stats import format_paired, pair_by_seed, paired_test
 
 __all__ = [
@@ -82,7 +83,7 @@ def build_corruption_table(
     corruptions: Sequence[str] | None = None,
     severities: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Write ``<out_prefix>.csv``, ``.md`` and ``.provenance.json`` (read by ``robustkd audit``).
+    """Write ``<out_prefix>.{csv,md,html}``, then ``.provenance.json`` (read by ``robustkd audit``).
 
     Args:
         files: ``(method, training distortion, corruptions.json)`` of every model.
@@ -148,12 +149,13 @@ def build_corruption_table(
                 }
             )
     table = pd.DataFrame(records)
-    prefix = os.fspath(out_prefix)
-    outputs = [f"{prefix}.csv", f"{prefix}.md"]
+    outputs = [f"{os.fspath(out_prefix)}.{ext}" for ext in ("csv", "md", "html")]
     atomic_write_text(outputs[0], table.to_csv(index=False))
-    atomic_write_text(outputs[1], _markdown(table, rows, methods, baseline, extra_rows(df)))
+    write_markdown(
+        outputs[1], _markdown(table, rows, methods, baseline, extra_rows(df)), page=outputs[2]
+    )
     write_provenance(
-        f"{prefix}.provenance.json",
+        f"{os.fspath(out_prefix)}.provenance.json",
         inputs=sorted({p for _, _, p in files}),
         outputs=outputs,
         started=started,
