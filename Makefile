@@ -1,6 +1,7 @@
 # The two entry points of the README:
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
+#   make results-docs RUN=<dir>   docs/results.md and the README's results block from a run
 # CI (.ci/run) runs `make test` twice: as is, and with torch and oneDNN limited to AVX2 kernels
 # (AVX2_ONLY below), so that a fault of the other instruction set shows up on any machine.
 PY ?= python3
@@ -12,7 +13,7 @@ PYTEST_ARGS ?=
 
 AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
-.PHONY: setup demo test test-avx2 clean
+.PHONY: setup demo test test-avx2 results-docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +38,12 @@ test: setup
 # less the SLURM test: it runs the same jobs as the tiny DAG run and costs minutes of CI.
 test-avx2: setup
 	$(AVX2_ONLY) $(MAKE) test PYTEST_ARGS='-m "not slurm"'
+
+# The docs' result tables are generated from a run's results/, never typed (default: this
+# directory's run, e.g. after `make demo`).
+RUN ?= .
+results-docs: setup
+	$(BIN)/python docs/generate_results.py $(RUN)
 
 clean:
 	rm -rf results logs .snakemake

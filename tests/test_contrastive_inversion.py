@@ -67,7 +67,7 @@ def test_the_loss_source_is_cited_as_the_extra_branch(repo_root):
 
     for name, text in (
         ("module docstring", ci.__doc__),
-        ("README", (repo_root / "README.md").read_text()),
+        ("docs/assumptions.md", (repo_root / "docs" / "assumptions.md").read_text()),
         ("config.yaml", (repo_root / "config" / "config.yaml").read_text()),
     ):
         assert "simclr_st" in text and "`extra`" in text, f"{name} does not cite the extra branch"

@@ -59,9 +59,9 @@ class PlanError(RobustKDError):
 
 
 # Training and evaluation split sizes of the splits the pipeline prepares (train, scored split).
-# Sources: ../shared/reference/FACTS.md and the datasets' releases (ImageNet-100: CMC's 100
-# classes of ILSVRC-2012, val as test; RESISC45: torchgeo's split; CAMELYON17: WILDS, train
-# and the official test hospital).
+# Sources: the datasets' releases, listed in docs/data.md (ImageNet-100: CMC's 100 classes of
+# ILSVRC-2012, val as test; RESISC45: torchgeo's split; CAMELYON17: WILDS, train and the
+# official test hospital).
 OFFICIAL_SIZES: dict[str, tuple[int, int]] = {
     "imagenet100": (126_689, 5_000),
     "cifar10": (50_000, 10_000),

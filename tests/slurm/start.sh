@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start a private one-node SLURM cluster on this machine (as shared/reference/SLURM.md describes):
+# Start a private one-node SLURM cluster on this machine (docs/cluster.md, "Tested against a
+# real SLURM"):
 # its own munged, slurmctld and slurmd, all files under STATE_DIR, free TCP ports, and the
 # machine's real CPUs and memory. Outside STATE_DIR it writes only /etc/slurm/slurm.conf, a symlink
 # to STATE_DIR/slurm.conf: snakemake-executor-plugin-slurm runs each job through a nested `srun`

@@ -1,7 +1,7 @@
 """CIFAR-10-C style corruptions (Hendrycks & Dietterich 2019) on batched tensors.
 
 The 15 benchmark corruptions x 5 severities with the published parameters for 32x32 images
-(``make_cifar_c.py``; reference/FACTS.md, "CIFAR-10-C parameters"), plus three of the four
+(Hendrycks & Dietterich's released ``make_cifar_c.py``; docs/craft.md), plus three of the four
 extra (validation) corruptions, re-implemented with torch, numpy and PIL (no OpenCV, Wand or
 scikit-image)::
 

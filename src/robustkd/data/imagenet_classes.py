@@ -27,7 +27,7 @@ WNID = re.compile(r"^n\d{8}$")  # a WordNet id
 
 # The CMC ImageNet-100 (Tian et al., Contrastive Multiview Coding; the list the Contrastive
 # Inversion code uses), in its file's order: config/imagenet100.txt, sha256 79f3f155...1397
-# (reference/FACTS.md). Other papers use other 100-class lists; preparation warns about them.
+# (docs/data.md). Other papers use other 100-class lists; preparation warns about them.
 CMC_WNIDS: tuple[str, ...] = tuple(
     """
     n02869837 n01749939 n02488291 n02107142 n13037406 n02091831 n04517823 n04589890

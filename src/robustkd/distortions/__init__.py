@@ -16,7 +16,7 @@ A distortion is built from its config entry (``config.yaml``, key ``distortions`
     xd = blur(x, generator=g)  # x: (B, C, H, W) float pixels in [0, 1], any device
 
 Distortions act on pixels in [0, 1] after ``ToTensor`` and before ``Normalize``, as in the
-Contrastive Inversion code the paper follows (see FACTS.md, "Distortions"). Random ones draw
+Contrastive Inversion code the paper follows (docs/assumptions.md). Random ones draw
 from the ``generator`` passed in (or the global RNG when it is ``None``), so that evaluation
 repeats (:func:`apply_distortion`) and resumed training steps (:func:`seeded_generator`) see
 exactly the same distortions. Random streams depend on the device: a seed gives the same

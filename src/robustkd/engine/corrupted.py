@@ -17,7 +17,7 @@ evaluation engine (:func:`robustkd.engine.evaluate.evaluate_classifier`), the st
 being its test set and no further distortion applied: there is no second evaluation loop.
 
 Why stored, not regenerated per model: the generation job records its time per corruption,
-and each evaluation job records its time to read the set; the README compares them (the
+and each evaluation job records its time to read the set; docs/beyond.md compares them (the
 measurement decides; the numbers are not hard-coded here).
 """
 
