@@ -201,7 +201,12 @@ def _train(
         raise ValueError(f"batch size {cfg.batch_size} > dataset size {len(dataset)}")
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(
-        model, cfg.lr, cfg.weight_decay, optimizer=cfg.optimizer, momentum=cfg.momentum
+        model,
+        cfg.lr,
+        cfg.weight_decay,
+        optimizer=cfg.optimizer,
+        momentum=cfg.momentum,
+        fused=cfg.fused and device.type == "cuda",
     )
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -321,7 +326,9 @@ def _train(
                 step += 1
                 seen += len(images) * ctx.world
                 faults.after_step(step)
-                if step % cfg.log_every == 0 or step == total or interactive:
+                # In a terminal too: the line is rewritten in place, at the same boundaries
+                # (a flush per step would copy each step's losses to the host).
+                if step % cfg.log_every == 0 or step == total:
                     last = steplog.flush()
                     now = time.perf_counter()
                     rate = seen / max(now - t0, 1e-9)
