@@ -31,6 +31,9 @@ class TrainConfig:
         min_lr_ratio: Final learning rate as a fraction of ``lr``.
         clip_grad: Max global gradient norm; None disables clipping.
         checkpoint_every: Save a checkpoint every this many steps (0: only at epoch ends).
+        checkpoint_async: Write those checkpoints on a background thread from a host copy of
+            the state (one write in flight; a preemption's checkpoint is written at once):
+            :class:`~robustkd.engine.checkpoint.CheckpointWriter`.
         amp: Mixed precision on CUDA devices (ignored on CPU).
         amp_dtype: ``float16`` (with loss scaling) or ``bfloat16``.
         compile: Run each step's forward passes and loss through ``torch.compile`` on GPUs
@@ -42,6 +45,8 @@ class TrainConfig:
         fused: The fused (single-kernel) optimizer step on CUDA; ignored elsewhere. With it
             the grad scaler of float16 hands its inf/NaN flag to the kernel on the device
             instead of reading it to the host each step (a synchronisation per step).
+        tf32: TF32 matrix products and convolutions on CUDA where float32 remains; ignored
+            elsewhere (:func:`~robustkd.engine.accel.set_tf32`).
     """
 
     epochs: int
@@ -52,6 +57,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     clip_grad: float | None = None
     checkpoint_every: int = 0
+    checkpoint_async: bool = False
     amp: bool = True
     amp_dtype: str = "float16"
     compile: bool = False
@@ -60,6 +66,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     momentum: float = 0.9
     fused: bool = True
+    tf32: bool = True
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
