@@ -79,3 +79,49 @@ def test_compile_off_returns_the_step_itself():
 
     assert compile_step(fn, torch.device("cuda"), False) is fn
     assert compile_step(fn, torch.device("cpu"), True) is fn  # ignored on CPU (logged)
+
+
+def test_attention_tap_costs_no_graph_break_per_call():
+    """The distillation step with the attention tap traces with 2 graph breaks (3 graphs), both
+    at the distortion's draw from a ``torch.Generator``; registering and removing the hook at
+    each call (before issue 25) added 6 (8 breaks, 9 graphs)."""
+    torch.manual_seed(0)
+    teacher = freeze(create_backbone(SPEC))
+    student = copy_student(teacher)
+    task = DistillTask(
+        teacher,
+        student,
+        create_multilevel_loss("ours", WEIGHTS),
+        create_distortion({"family": "mask", "p": 0.5}),
+        Normalize((0.5,) * 3, (0.5,) * 3),
+        with_attention=True,
+    )
+    images, labels = torch.rand(4, 3, 16, 16), torch.zeros(4, dtype=torch.long)
+    generator = seeded_generator(torch.device("cpu"), 0, 0, 0)
+    eager = task.loss(images, labels, generator)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(task.loss)(
+        images, labels, seeded_generator(torch.device("cpu"), 0, 0, 0)
+    )
+    torch._dynamo.reset()
+    assert explained.graph_break_count <= 2, [r.reason for r in explained.break_reasons]
+    assert not any("hooks.py" in f.filename for r in explained.break_reasons for f in r.user_stack)
+    again = task.loss(images, labels, seeded_generator(torch.device("cpu"), 0, 0, 0))
+    torch.testing.assert_close(again, eager, rtol=0, atol=0)  # the tap reads the same logits
+
+
+def test_a_copied_student_has_a_tap_of_its_own():
+    """The tap is per model: a deepcopy (copy_student) captures its own projection."""
+    from robustkd.models.taps import attach_attention_tap, vit_forward
+
+    teacher = freeze(create_backbone(SPEC))
+    attach_attention_tap(teacher)
+    student = copy_student(teacher)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.1)
+    x = torch.rand(2, 3, 16, 16)
+    t = vit_forward(teacher, x, with_attention=True).attn_logits
+    s = vit_forward(student, x, with_attention=True).attn_logits
+    assert not torch.equal(t, s)
+    assert torch.equal(vit_forward(teacher, x, with_attention=True).attn_logits, t)

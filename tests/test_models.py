@@ -105,13 +105,20 @@ def test_tokens_equal_forward_features(tiny_vit):
     assert torch.equal(out.patches, tokens[:, tiny_vit.num_prefix_tokens :])
 
 
-def test_vit_forward_runs_the_model_once_and_leaves_no_hook(tiny_vit):
+def test_vit_forward_runs_the_model_once_and_its_tap_keeps_nothing(tiny_vit):
+    """One pass; the tap's hook stays registered (once: not per call, issue 25) but holds no
+    tensor after the call and keeps nothing from a plain forward."""
     calls = []
     tiny_vit.patch_embed.register_forward_pre_hook(lambda m, i: calls.append(1))
     qkv = tiny_vit.blocks[-1].attn.qkv
     vit_forward(tiny_vit, torch.randn(1, 3, 16, 16), with_attention=True)
-    assert len(calls) == 1
-    assert not qkv._forward_hooks
+    vit_forward(tiny_vit, torch.randn(1, 3, 16, 16), with_attention=True)
+    assert len(calls) == 2
+    assert len(qkv._forward_hooks) == 1
+    (tap,) = qkv._forward_hooks.values()
+    assert tap.output is None and not tap.active
+    tiny_vit.forward_features(torch.randn(1, 3, 16, 16))
+    assert tap.output is None
 
 
 def test_vit_forward_grad_and_no_grad(tiny_vit):

@@ -28,7 +28,7 @@ __all__ = ["OPERATIONAL_KEYS", "WorkflowFile", "config_section", "scientific", "
 
 # Keys of a training section (training.*, backbones.*.pretrain, craft.*.train) that change no
 # output: a run resumes across other values of them (robustkd.engine.checkpoint.run_identity).
-OPERATIONAL_KEYS = frozenset({"checkpoint_every", "log_every"})
+OPERATIONAL_KEYS = frozenset({"checkpoint_every", "checkpoint_async", "log_every"})
 
 
 class WorkflowFile(str):

@@ -102,6 +102,7 @@ class MixedDistortion(Distortion):
         self.names: tuple[str, ...] = (*self.parts, *((CLEAN,) if include_clean else ()))
         self.rates = self._check_rates(rates)
         self.last_draw: Tensor | None = None  # (B,) setting index of each image, last call
+        self._probs_on: dict[torch.device, Tensor] = {}  # probabilities() per device
 
     def _check_rates(self, rates: Mapping[str, float] | None) -> dict[str, float] | None:
         if rates is None:
@@ -150,9 +151,15 @@ class MixedDistortion(Distortion):
             w = torch.tensor([self.rates[n] for n in self.names], dtype=torch.float64)
         return w / w.sum()
 
+    def _device_probabilities(self, device: torch.device) -> Tensor:
+        """:meth:`probabilities` as float32 on ``device``, copied there once (not every step)."""
+        if device not in self._probs_on:
+            self._probs_on[device] = self.probabilities().to(device=device, dtype=torch.float32)
+        return self._probs_on[device]
+
     def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         b = x.shape[0]
-        probs = self.probabilities().to(device=x.device, dtype=torch.float32)  # (K,)
+        probs = self._device_probabilities(x.device)  # (K,)
         draw = torch.multinomial(probs, b, replacement=True, generator=generator)  # (B,)
         self.last_draw = draw
         out = x
@@ -169,7 +176,10 @@ class MixedDistortion(Distortion):
         """
         if self.last_draw is None:
             raise RuntimeError("distortion 'mixed': no batch distorted yet")
-        counts = torch.bincount(self.last_draw, minlength=len(self.names))  # (K,)
+        # A comparison with every index, not bincount: on a GPU bincount reads the largest
+        # value to the host to size its output (a synchronisation per step).
+        index = torch.arange(len(self.names), device=self.last_draw.device)  # (K,)
+        counts = (self.last_draw[:, None] == index).sum(dim=0)  # (K,) int64
         return {n: counts[k] for k, n in enumerate(self.names)}
 
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["compile_step"]
+__all__ = ["compile_step", "set_tf32"]
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +47,24 @@ def compile_step(fn: F, device: torch.device, enabled: bool, *, allow_cpu: bool 
         log.info("training setting compile: true ignored on CPU (it compiles on GPUs only)")
         return fn
     return torch.compile(fn)  # type: ignore[return-value]
+
+
+def set_tf32(device: torch.device, enabled: bool) -> bool:
+    """Allow TF32 in float32 matrix products and convolutions on CUDA (the ``tf32`` setting).
+
+    Only the CUDA switches are set (``torch.backends.cuda.matmul`` and ``cudnn``): on CPU
+    nothing changes (``torch.set_float32_matmul_precision`` would also let oneDNN round CPU
+    products), so CPU results stay those of plain float32.
+
+    Args:
+        device: Where the run computes.
+        enabled: The ``tf32`` training setting.
+
+    Returns:
+        Whether TF32 is now allowed (False on other devices than CUDA).
+    """
+    if device.type != "cuda":
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return enabled

@@ -13,10 +13,12 @@ pickled objects is refused with an error.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import random
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from robustkd.provenance import code_digest
 from robustkd.readback import UnreadableFileError, UnsafeFileError, load_torch
 
 __all__ = [
+    "CheckpointWriter",
     "NonFiniteError",
     "assert_finite_parameters",
     "capture_rng",
@@ -130,6 +133,103 @@ def save_checkpoint(
     _atomic_torch_save({"model": model.state_dict(), "rng": capture_rng(), **state}, Path(path))
 
 
+def _host_copy(obj: Any) -> Any:
+    """``obj`` with every tensor copied to new CPU memory (containers rebuilt, rest shared).
+
+    A dict keeps its class and attributes (a state dict's ``OrderedDict`` and ``_metadata``),
+    so the file pickled from the copy is byte for byte the one pickled from ``obj``.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        out = copy.copy(obj)
+        for k, v in obj.items():
+            out[k] = _host_copy(v)
+        return out
+    if isinstance(obj, list | tuple):
+        return type(obj)(_host_copy(v) for v in obj)
+    return obj
+
+
+class CheckpointWriter:
+    """Writes the checkpoints of a run, in the loop's thread or on a background thread.
+
+    Asynchronous, :meth:`save` checks the weights, copies the whole state to host memory (the
+    loop may then change the weights) and writes that copy on a thread, to the same atomic file
+    as :func:`save_checkpoint` (temporary file, then rename): a crash mid-write leaves the
+    previous checkpoint whole. Exactly one write is in flight: the next :meth:`save` (and
+    :meth:`wait`, and leaving the ``with`` block) first waits for it and raises its error.
+
+    Args:
+        asynchronous: Write on a background thread (``checkpoint_async``).
+    """
+
+    def __init__(self, asynchronous: bool) -> None:
+        self.asynchronous = asynchronous
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        model: nn.Module,
+        state: dict[str, Any],
+        wait: bool = False,
+    ) -> None:
+        """Write a checkpoint as :func:`save_checkpoint` does, in the background unless ``wait``.
+
+        Args:
+            path: The checkpoint file.
+            model: The trained model (its weights are checked for finiteness first).
+            state: Everything else.
+            wait: Write before returning (a preemption's checkpoint), even when asynchronous.
+
+        Raises:
+            NonFiniteError: A weight is non-finite; nothing is written.
+            OutputError: This write, or the one in flight before it, failed.
+        """
+        self.wait()
+        if not self.asynchronous or wait:
+            save_checkpoint(path, model=model, state=state)
+            return
+        assert_finite_parameters(model, str(path))
+        snapshot = _host_copy({"model": model.state_dict(), "rng": capture_rng(), **state})
+        self._thread = threading.Thread(
+            target=self._write, args=(snapshot, Path(path)), name="checkpoint-writer"
+        )
+        self._thread.start()
+
+    def _write(self, obj: dict[str, Any], path: Path) -> None:
+        try:
+            _atomic_torch_save(obj, path)
+        except BaseException as exc:  # raised in the loop's thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any.
+
+        Raises:
+            OutputError: That write failed (its file is not written; the previous one stays).
+        """
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.wait()
+        elif self._thread is not None:  # already failing: the write completes, its error is lost
+            self._thread.join()
+            self._thread = None
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, set_aside: bool = True
 ) -> dict[str, Any] | None:
@@ -198,7 +298,7 @@ def save_weights(path: str | os.PathLike[str], model: nn.Module) -> None:
 
 
 # Settings that do not change the result: a run may resume with other values of them.
-_NOT_IDENTITY = ("workers", "log_every", "checkpoint_every")
+_NOT_IDENTITY = ("workers", "log_every", "checkpoint_every", "checkpoint_async")
 
 
 def run_identity(
@@ -212,7 +312,8 @@ def run_identity(
 
     Args:
         settings: The training settings (:class:`~robustkd.engine.optim.TrainConfig` as a
-            dict); ``workers``, ``log_every`` and ``checkpoint_every`` do not count.
+            dict); ``workers``, ``log_every``, ``checkpoint_every`` and ``checkpoint_async`` do
+            not count.
         record: The resolved config the run stores in its checkpoints.
         seed: The run's seed.
         dataset: The training set (its ``fingerprint()``, if it has one, names the data).

@@ -19,7 +19,7 @@ from robustkd.distortions import Distortion
 from robustkd.engine.distributed import all_gather_no_grad, context
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
 from robustkd.losses.multilevel import MultiLevelLoss
-from robustkd.models.taps import vit_forward
+from robustkd.models.taps import attach_attention_tap, vit_forward
 
 __all__ = ["ContrastiveInversionTask", "DistillTask", "Normalize"]
 
@@ -69,6 +69,9 @@ class DistillTask:
         self.teacher, self.model = teacher, student
         self.loss_fn, self.distortion, self.normalize = loss, distortion, normalize
         self.with_attention = with_attention
+        if with_attention:  # the hooks, registered once here (not at each step)
+            attach_attention_tap(teacher)
+            attach_attention_tap(student)
 
     def loss(
         self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator

@@ -46,12 +46,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.distortions import batch_shard, seeded_generator
 from robustkd.distortions.mixed import draw_counts
-from robustkd.engine.accel import compile_step
+from robustkd.engine.accel import compile_step, set_tf32
 from robustkd.engine.checkpoint import (
+    CheckpointWriter,
     load_checkpoint,
     restore_rng,
     run_identity,
-    save_checkpoint,
     stale_fields,
 )
 from robustkd.engine.data import (
@@ -201,7 +201,12 @@ def _train(
         raise ValueError(f"batch size {cfg.batch_size} > dataset size {len(dataset)}")
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(
-        model, cfg.lr, cfg.weight_decay, optimizer=cfg.optimizer, momentum=cfg.momentum
+        model,
+        cfg.lr,
+        cfg.weight_decay,
+        optimizer=cfg.optimizer,
+        momentum=cfg.momentum,
+        fused=cfg.fused and device.type == "cuda",
     )
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -233,12 +238,16 @@ def _train(
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
     if ctx.main:
         truncate_log(log_path, step)
+    set_tf32(device, cfg.tf32)
     step_loss = compile_step(_step_fn(task, ctx, device), device, cfg.compile)
 
-    def checkpoint(steplog: StepLog) -> None:
+    writer = CheckpointWriter(cfg.checkpoint_async)
+
+    def checkpoint(steplog: StepLog, *, wait: bool = False) -> None:
         if ctx.main:
-            save_checkpoint(
+            writer.save(
                 ckpt_path,
+                wait=wait,
                 model=model,
                 state={
                     "optimizer": optimizer.state_dict(),
@@ -272,6 +281,7 @@ def _train(
         open(log_target, "a") as log_file,
         PreemptionGuard() as preemption,
         closing_loader(loader),
+        writer,  # waits for the checkpoint in flight
     ):
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
@@ -289,7 +299,7 @@ def _train(
                 faults.before_step(step, log_file.flush)
                 if preempted(preemption, ctx):
                     steplog.flush()
-                    checkpoint(steplog)
+                    checkpoint(steplog, wait=True)  # on disk before the job stops
                     barrier()  # rank 0's checkpoint is on disk before any rank exits
                     name = signal.Signals(preemption.signum or signal.SIGTERM).name
                     raise Preempted(
@@ -321,7 +331,9 @@ def _train(
                 step += 1
                 seen += len(images) * ctx.world
                 faults.after_step(step)
-                if step % cfg.log_every == 0 or step == total or interactive:
+                # In a terminal too: the line is rewritten in place, at the same boundaries
+                # (a flush per step would copy each step's losses to the host).
+                if step % cfg.log_every == 0 or step == total:
                     last = steplog.flush()
                     now = time.perf_counter()
                     rate = seen / max(now - t0, 1e-9)

@@ -31,6 +31,9 @@ class TrainConfig:
         min_lr_ratio: Final learning rate as a fraction of ``lr``.
         clip_grad: Max global gradient norm; None disables clipping.
         checkpoint_every: Save a checkpoint every this many steps (0: only at epoch ends).
+        checkpoint_async: Write those checkpoints on a background thread from a host copy of
+            the state (one write in flight; a preemption's checkpoint is written at once):
+            :class:`~robustkd.engine.checkpoint.CheckpointWriter`.
         amp: Mixed precision on CUDA devices (ignored on CPU).
         amp_dtype: ``float16`` (with loss scaling) or ``bfloat16``.
         compile: Run each step's forward passes and loss through ``torch.compile`` on GPUs
@@ -39,6 +42,11 @@ class TrainConfig:
         log_every: Steps between progress lines.
         optimizer: ``adamw`` or ``sgd`` (momentum SGD, the CIFAR KD papers' optimizer).
         momentum: Momentum of ``sgd`` (ignored by ``adamw``).
+        fused: The fused (single-kernel) optimizer step on CUDA; ignored elsewhere. With it
+            the grad scaler of float16 hands its inf/NaN flag to the kernel on the device
+            instead of reading it to the host each step (a synchronisation per step).
+        tf32: TF32 matrix products and convolutions on CUDA where float32 remains; ignored
+            elsewhere (:func:`~robustkd.engine.accel.set_tf32`).
     """
 
     epochs: int
@@ -49,6 +57,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     clip_grad: float | None = None
     checkpoint_every: int = 0
+    checkpoint_async: bool = False
     amp: bool = True
     amp_dtype: str = "float16"
     compile: bool = False
@@ -56,6 +65,8 @@ class TrainConfig:
     log_every: int = 50
     optimizer: str = "adamw"
     momentum: float = 0.9
+    fused: bool = True
+    tf32: bool = True
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
@@ -78,8 +89,19 @@ def build_optimizer(
     *,
     optimizer: str = "adamw",
     momentum: float = 0.9,
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
     """AdamW (or momentum SGD) with no weight decay on 1-D parameters and token embeddings.
+
+    Args:
+        model: Its trainable parameters are optimised.
+        lr: Learning rate.
+        weight_decay: Decoupled weight decay of the parameters that decay.
+        optimizer: ``adamw`` or ``sgd``.
+        momentum: Momentum of ``sgd``.
+        fused: One fused kernel per step (CUDA parameters only): a
+            :class:`torch.amp.GradScaler` then passes its inf/NaN flag to that kernel on the
+            device instead of reading it to the host.
 
     Raises:
         ValueError: An unknown ``optimizer``.
@@ -97,8 +119,8 @@ def build_optimizer(
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
 def warmup_cosine(total: int, warmup: int, min_ratio: float) -> Callable[[int], float]:

@@ -16,8 +16,9 @@ import threading
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
-from robustkd.engine.distributed import DistContext, all_reduce_sum
+from robustkd.engine.distributed import DistContext
 from robustkd.engine.signals import PREEMPT_SIGNALS, Preempted
 
 __all__ = ["PREEMPT_SIGNALS", "Preempted", "PreemptionGuard", "preempted"]
@@ -55,13 +56,34 @@ class PreemptionGuard:
                 signal.signal(sig, handler)
 
 
+# The host-side process group of the flag, per job group (made by every rank at its first check).
+_HOST_GROUP: dict[int, Any] = {}
+
+
+def _host_group() -> Any:
+    """A gloo group beside the job's (NCCL on GPUs): its all-reduce never touches a GPU."""
+    key = id(dist.group.WORLD)
+    if key not in _HOST_GROUP:
+        gloo = dist.get_backend() == "gloo"
+        _HOST_GROUP.clear()
+        _HOST_GROUP[key] = None if gloo else dist.new_group(backend="gloo")
+    return _HOST_GROUP[key]
+
+
 def preempted(guard: PreemptionGuard, ctx: DistContext) -> bool:
     """Whether any rank received a preemption signal (all ranks then stop at this step).
 
     Under torchrun every rank must call it at the same step: the flag is all-reduced (summed)
     across ranks, so a signal seen by one rank stops them all at that step.
+
+    The check runs every step and is step-exact, yet never synchronises a GPU with the host:
+    one process reads its own flag (a Python attribute, no tensor); several all-reduce a CPU
+    tensor in a gloo group (the job's own group when it is gloo, a gloo group beside NCCL
+    otherwise), a host-only exchange of 4 bytes that leaves the GPU's queue running. (Through
+    NCCL the flag would cross to the GPU and back each step: a device synchronisation.)
     """
-    flag = torch.tensor([0.0 if guard.signum is None else 1.0])
     if ctx.world == 1:
-        return bool(flag.item())
-    return bool(all_reduce_sum(flag, ctx).item() > 0)
+        return guard.signum is not None
+    flag = torch.tensor([0 if guard.signum is None else 1], dtype=torch.int32)
+    dist.all_reduce(flag, group=_host_group())
+    return bool(flag.numpy()[0] > 0)

@@ -99,8 +99,7 @@ class StepLog:
         pending, self.pending = self.pending, []
         widths = {len(p.names) for p in pending}
         if len(widths) == 1:
-            host = self.reduce(torch.stack([p.values for p in pending])).cpu()  # (S, C)
-            rows = [host[i].tolist() for i in range(len(pending))]
+            rows = self.reduce(torch.stack([p.values for p in pending])).cpu().tolist()  # (S, C)
         else:  # components changed between steps (not seen in practice): one reduce per step
             rows = [self.reduce(p.values[None]).cpu()[0].tolist() for p in pending]
         lines = []

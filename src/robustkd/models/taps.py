@@ -5,10 +5,12 @@ the last block's tokens after the final norm, split into the CLS token and the p
 and optionally the last block's attention logits of the CLS query over the patch keys.
 
 The logits come from the last block's own ``qkv`` projection, captured by a forward hook during
-that single pass: only the CLS row ``q_cls . k_patch * scale`` is formed, (B, H, N), never the
-N x N matrix. ``softmax`` of these logits equals row 0 of timm's unfused attention matrix
-restricted to the patch columns and renormalised (the prefix columns - CLS and register
-tokens - are excluded, as the paper distils "the class token attending to all patch tokens").
+that single pass (registered once per model, :func:`attach_attention_tap`, not per call: a hook
+registered and removed inside a ``torch.compile``-d step breaks its graph twice per call): only
+the CLS row ``q_cls . k_patch * scale`` is formed, (B, H, N), never the N x N matrix.
+``softmax`` of these logits equals row 0 of timm's unfused attention matrix restricted to the
+patch columns and renormalised (the prefix columns - CLS and register tokens - are excluded, as
+the paper distils "the class token attending to all patch tokens").
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-__all__ = ["ViTOutputs", "cls_patch_attention_logits", "vit_forward"]
+__all__ = ["ViTOutputs", "attach_attention_tap", "cls_patch_attention_logits", "vit_forward"]
+
+# The attribute of a ``qkv`` projection that holds its tap.
+_TAP_ATTR = "_robustkd_qkv_tap"
 
 
 @dataclass
@@ -70,6 +75,54 @@ def cls_patch_attention_logits(attn: nn.Module, qkv: Tensor, num_prefix_tokens: 
     return (q_cls @ k_patch.transpose(-2, -1)).squeeze(-2)  # (B, H, N)
 
 
+class _QkvTap:
+    """Forward hook of a ``qkv`` projection: keeps its output while :attr:`active`.
+
+    Attributes:
+        active: Whether the projection's outputs are kept (only inside :func:`vit_forward`).
+        output: The last output kept, (B, T, 3 * H * head_dim), or None.
+    """
+
+    def __init__(self) -> None:
+        self.active = False
+        self.output: Tensor | None = None
+
+    def __call__(self, _module: nn.Module, _inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        if self.active:
+            self.output = output
+
+
+def attach_attention_tap(model: nn.Module) -> None:
+    """Register the hook :func:`vit_forward` reads the attention from (once; later calls no-op).
+
+    :func:`vit_forward` attaches it at its first call too; attaching it when the model is built
+    keeps even that first call free of hook registration (a graph break under compile). A
+    ``deepcopy`` of the model (a student copied from its teacher) has a tap of its own.
+
+    Args:
+        model: A timm ``VisionTransformer``.
+
+    Raises:
+        TypeError: The last block's attention has no ``qkv`` projection.
+    """
+    _tap(model)
+
+
+def _tap(model: nn.Module) -> _QkvTap:
+    attn = model.blocks[-1].attn
+    qkv_proj = getattr(attn, "qkv", None)
+    if not isinstance(qkv_proj, nn.Module):
+        raise TypeError(
+            f"last block's attention ({type(attn).__name__}) has no fused 'qkv' projection"
+        )
+    tap = getattr(qkv_proj, _TAP_ATTR, None)
+    if not isinstance(tap, _QkvTap):
+        tap = _QkvTap()
+        qkv_proj.register_forward_hook(tap)
+        setattr(qkv_proj, _TAP_ATTR, tap)
+    return tap
+
+
 def vit_forward(model: nn.Module, x: Tensor, *, with_attention: bool) -> ViTOutputs:
     """One forward pass of a timm ViT returning CLS, patch tokens and CLS attention logits.
 
@@ -88,31 +141,23 @@ def vit_forward(model: nn.Module, x: Tensor, *, with_attention: bool) -> ViTOutp
             no ``qkv`` projection.
     """
     _check_vit(model)
-    captured: list[Tensor] = []
-    handle = None
-    if with_attention:
-        attn = model.blocks[-1].attn
-        qkv_proj = getattr(attn, "qkv", None)
-        if not isinstance(qkv_proj, nn.Module):
-            raise TypeError(
-                f"last block's attention ({type(attn).__name__}) has no fused 'qkv' projection"
-            )
-
-        def _keep_qkv(_module: nn.Module, _inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            captured.append(output)
-
-        handle = qkv_proj.register_forward_hook(_keep_qkv)
+    tap = _tap(model) if with_attention else None
+    if tap is not None:
+        tap.active, tap.output = True, None
     try:
         tokens = model.forward_features(x)  # (B, P + N, D)
     finally:
-        if handle is not None:
-            handle.remove()
+        if tap is not None:
+            tap.active = False
     npre = model.num_prefix_tokens
     cls = tokens[:, 0]  # (B, D)
     patches = tokens[:, npre:]  # (B, N, D)
     logits = None
-    if with_attention:
+    if tap is not None:
         # The last capture is the last block's pass of this forward (a single one, unless
         # something re-runs the block, e.g. reentrant gradient checkpointing).
-        logits = cls_patch_attention_logits(model.blocks[-1].attn, captured[-1], npre)
+        qkv, tap.output = tap.output, None  # no reference kept past the call
+        if qkv is None:
+            raise TypeError("the last block's 'qkv' projection did not run in forward_features")
+        logits = cls_patch_attention_logits(model.blocks[-1].attn, qkv, npre)
     return ViTOutputs(cls=cls, patches=patches, attn_logits=logits)

@@ -171,9 +171,11 @@ class CRDLoss(nn.Module):
         mem_t = self.memory_t[idx]
         out_s = torch.exp(torch.bmm(mem_t, v_s[:, :, None]).squeeze(2) / self.nce_t)  # (B, 1+K)
         out_t = torch.exp(torch.bmm(mem_s, v_t[:, :, None]).squeeze(2) / self.nce_t)
-        if float(self.z_s) < 0:  # fixed at the first batch, as the official code
-            self.z_s.fill_(float(out_s.detach().mean()) * self.n_data)
-            self.z_t.fill_(float(out_t.detach().mean()) * self.n_data)
+        # Z is fixed at the first batch, as the official code; chosen on the device (no read
+        # of z to the host per step), with the official code's float64 product.
+        for z, out in ((self.z_s, out_s), (self.z_t, out_t)):
+            first = out.detach().mean().double() * self.n_data
+            z.copy_(torch.where(z < 0, first, z.double()))
         loss_s = nce_loss(out_s / self.z_s, self.n_data)
         loss_t = nce_loss(out_t / self.z_t, self.n_data)
         self.update_memory(v_s, v_t, index)
