@@ -39,6 +39,8 @@ class TrainConfig:
         log_every: Steps between progress lines.
         optimizer: ``adamw`` or ``sgd`` (momentum SGD, the CIFAR KD papers' optimizer).
         momentum: Momentum of ``sgd`` (ignored by ``adamw``).
+        deterministic: Deterministic CUDA kernels (cuDNN, ``use_deterministic_algorithms``;
+            :func:`~robustkd.engine.devices.deterministic`); nothing changes on CPU.
     """
 
     epochs: int
@@ -56,6 +58,7 @@ class TrainConfig:
     log_every: int = 50
     optimizer: str = "adamw"
     momentum: float = 0.9
+    deterministic: bool = True
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:
