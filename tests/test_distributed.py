@@ -29,6 +29,7 @@ import torch.multiprocessing as mp
 
 from robustkd.distortions import batch_shard, create_distortion
 from robustkd.engine.checkpoint import load_checkpoint
+from robustkd.engine.devices import DEVICE_ENV
 from robustkd.engine.distributed import DistContext, JobReferenceError, run_job
 from robustkd.engine.faults import GROUP_TERM_ENV, TERM_ENV
 from robustkd.engine.optim import TrainConfig
@@ -47,6 +48,15 @@ DISTILL = "robustkd.engine.jobs:distill_job"  # what run_job runs (module:functi
 ATOL_WEIGHTS = 1e-5
 RTOL_LOSS = 1e-5
 ATOL_LOSS = 1e-7
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _gloo_on_cpu():
+    """These runs compare with CPU references: gloo ranks on the CPU, even where CUDA is visible
+    (on a machine with fewer GPUs than ranks, NCCL would be refused before launch)."""
+    with pytest.MonkeyPatch.context() as mp_env:
+        mp_env.setenv(DEVICE_ENV, "cpu")
+        yield
 
 
 def _without_key_bias(state):

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from robustkd.engine.checkpoint import load_checkpoint
+from robustkd.engine.devices import DEVICE_ENV
 from tests import bounded
 from tests.test_resume import distill_kwargs, setup, weights_sha256  # noqa: F401  (setup: data)
 
@@ -102,7 +103,9 @@ def slurm_cluster():
         if start.returncode == 5:
             pytest.skip(f"not replacing this machine's SLURM config: {start.stderr.strip()}")
         assert start.returncode == 0, f"start.sh failed:\n{start.stdout}\n{start.stderr}"
-        env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf")}
+        # The cluster's GPUs are fake devices (CUDA_VISIBLE_DEVICES without CUDA): the jobs,
+        # which ask for GPUs, train on the CPU because this says so.
+        env = {**os.environ, "SLURM_CONF": str(state / "slurm.conf"), DEVICE_ENV: "cpu"}
         yield {"state": state, "env": env}
     finally:
         subprocess.run(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from robustkd.data import PreparedDataset
+from robustkd.engine.devices import DEVICE_ENV
 from tests import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,10 @@ def workdir(tiny_run):
     return tiny_run
 
 
-def run(workdir, *args):
+def run(workdir, *args, env=None):
     cmd = [*SNAKEMAKE, *args, "--cores", "2", *CONFIGS]
-    return bounded.run(cmd, what=f"snakemake {' '.join(args)}", timeout=bounded.JOB, cwd=workdir)
+    what = f"snakemake {' '.join(args)}"
+    return bounded.run(cmd, what=what, timeout=bounded.JOB, cwd=workdir, env=env)
 
 
 def _failure(proc, logs):
@@ -199,7 +201,10 @@ def test_jobs_given_two_gpus_run_under_torchrun(workdir, tmp_path):
             str((runs["distill"] / "seed1" / "student.pth").relative_to(workdir)),
             str((runs["craft"] / "seed1" / "student.pth").relative_to(workdir)),
         ]
-        proc = run(workdir, *targets, "--set-resources", "distill:gpu=2", "craft_student:gpu=2")
+        # The jobs ask for GPUs; their CPU references need gloo on the CPU, said explicitly.
+        cpu = {**os.environ, DEVICE_ENV: "cpu"}
+        gpus = ("--set-resources", "distill:gpu=2", "craft_student:gpu=2")
+        proc = run(workdir, *targets, *gpus, env=cpu)
         logs = [workdir / f"logs/{p}.log" for p in ("distill/ours/mask-0.90", "craft/students/crd")]
         assert proc.returncode == 0, _failure(proc, logs)
         log = logs[0].read_text()

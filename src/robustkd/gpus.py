@@ -18,7 +18,7 @@ from typing import Any
 
 from robustkd.errors import ConfigError
 
-__all__ = ["check_gpu_requests", "gpu_processes", "stated_requests"]
+__all__ = ["check_gpu_requests", "gpu_processes", "requested_gpus", "stated_requests"]
 
 
 def _gres_gpus(gres: str) -> int:
@@ -36,7 +36,23 @@ def _gres_gpus(gres: str) -> int:
 
 
 def gpu_processes(resources: Any, rule: str = "the job") -> int:
-    """Number of training processes of a job: one per GPU it asked SLURM (or Snakemake) for.
+    """Number of training processes of a job: one per GPU it asked for, at least one.
+
+    Args:
+        resources: The job's resources, as for :func:`requested_gpus`.
+        rule: The rule's name, for the error message.
+
+    Returns:
+        :func:`requested_gpus`, or 1 for a job without GPUs.
+
+    Raises:
+        ConfigError: As :func:`requested_gpus`.
+    """
+    return max(1, requested_gpus(resources, rule))
+
+
+def requested_gpus(resources: Any, rule: str = "the job") -> int:
+    """GPUs a job asked SLURM (or Snakemake) for; 0 when none.
 
     A job asks for GPUs in exactly one way: the standard resource ``gpu: N`` (sbatch
     ``--gpus=N``, or ``--gpus=<gpu_model>:N``), or ``gres: "gpu[:type][:N]"`` (sbatch
@@ -48,7 +64,7 @@ def gpu_processes(resources: Any, rule: str = "the job") -> int:
         rule: The rule's name, for the error message.
 
     Returns:
-        N from ``gpu: N`` or from a ``gpu`` gres; 1 for a job without GPUs.
+        N from ``gpu: N`` or from a ``gpu`` gres; 0 for a job without GPUs.
 
     Raises:
         ConfigError: Both ``gpu`` and a ``gpu`` gres are given, or ``gpu`` is not a whole number.
@@ -65,7 +81,7 @@ def gpu_processes(resources: Any, rule: str = "the job") -> int:
             f"--gpus and --gres): keep one of them in your profile's set-resources for {rule} "
             "(or in --set-resources on the command line)"
         )
-    return max(1, n_gpu, n_gres)
+    return max(n_gpu, n_gres)
 
 
 def check_gpu_requests(

@@ -34,6 +34,7 @@ from robustkd.readback import UnreadableFileError, UnsafeFileError, load_torch
 
 __all__ = [
     "CheckpointWriter",
+    "InexactResumeError",
     "NonFiniteError",
     "assert_finite_parameters",
     "capture_rng",
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 
 class NonFiniteError(RobustKDError):
     """A loss or a weight became NaN or infinite."""
+
+
+class InexactResumeError(RobustKDError):
+    """A checkpoint cannot be resumed exactly here (the message says why)."""
 
 
 def assert_finite_parameters(model: nn.Module, what: str) -> None:
@@ -90,8 +95,20 @@ def capture_rng() -> dict[str, Any]:
     return state
 
 
-def restore_rng(state: Mapping[str, Any]) -> None:
-    """Restore generator states captured by :func:`capture_rng`."""
+def restore_rng(state: Mapping[str, Any], device: torch.device | None = None) -> None:
+    """Restore generator states captured by :func:`capture_rng`.
+
+    The CUDA states are those of every GPU the saving process saw. With fewer visible now,
+    those of the GPUs present are restored and the others dropped (a warning names them):
+    the run stays exact as long as it computes on a GPU whose state was saved.
+
+    Args:
+        state: The checkpoint's ``rng`` entry.
+        device: Where the resumed run computes (None: not checked).
+
+    Raises:
+        InexactResumeError: The run computes on a GPU whose state the checkpoint lacks.
+    """
     random.setstate(state["python"])
     npy = state["numpy"]
     np.random.set_state(
@@ -103,8 +120,32 @@ def restore_rng(state: Mapping[str, Any]) -> None:
         }
     )
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state.get("cuda") and torch.cuda.is_available():
+        _restore_cuda_rng(list(state["cuda"]), device)
+
+
+def _restore_cuda_rng(saved: list[torch.Tensor], device: torch.device | None) -> None:
+    """Restore the saved CUDA states of the GPUs present; refuse if ``device``'s is missing."""
+    present = torch.cuda.device_count()
+    if device is not None and device.type == "cuda":
+        used = torch.cuda.current_device() if device.index is None else device.index
+        if used >= len(saved):
+            raise InexactResumeError(
+                f"cannot resume exactly on cuda:{used}: the checkpoint holds the CUDA random "
+                f"states of {len(saved)} GPU(s) (cuda:0..{len(saved) - 1}); run the job as it "
+                "was run, or delete the checkpoint to train afresh"
+            )
+    if present < len(saved):
+        dropped = ", ".join(f"cuda:{i}" for i in range(present, len(saved)))
+        log.warning(
+            "the checkpoint holds the CUDA random states of %d GPUs, %d are visible now: "
+            "restored those of cuda:0..%d, dropped %s (unused by this run)",
+            len(saved),
+            present,
+            present - 1,
+            dropped,
+        )
+    torch.cuda.set_rng_state_all(saved[:present])
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:

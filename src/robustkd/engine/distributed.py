@@ -55,10 +55,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from robustkd.engine.devices import job_environment, launch_backend
 from robustkd.engine.faults import LAUNCHER_PGID_ENV
 from robustkd.engine.signals import Preempted, SignalForwarder
 from robustkd.errors import RobustKDError
-from robustkd.gpus import gpu_processes
+from robustkd.gpus import gpu_processes, requested_gpus
 
 __all__ = [
     "AGENT",
@@ -250,6 +251,8 @@ def run_job(
         JobReferenceError: ``job`` names no importable function (a ``ValueError`` too).
         ValueError: Both ``processes`` and ``resources`` given.
         ConfigError: The resources ask for GPUs twice (see :func:`gpu_processes`).
+        DeviceError: The job asked for GPUs and cannot use one (raised by the job itself when
+            it runs in this process), or has fewer visible than processes (before launch).
         Preempted: The job stopped on a preemption signal, sent to the ranks or to this process
             (which relays it to them): the ranks wrote the checkpoint of the step they were at
             (the message names it) unless the signal came outside their training loop.
@@ -260,28 +263,39 @@ def run_job(
     name = name or job.partition(":")[2]
     if processes is not None and resources is not None:
         raise ValueError("give processes or resources, not both")
+    gpus = 0 if resources is None else requested_gpus(resources, str(kwargs.get("rule") or name))
     if processes is None:
-        rule = str(kwargs.get("rule") or name)
-        processes = 1 if resources is None else gpu_processes(resources, rule)
-    if processes <= 1:
-        return fn(**kwargs)
-    args = dict(kwargs)
-    args["threads"] = max(1, int(args.get("threads", 1)) // processes)
-    log_path = None if log_file is None else str(log_file)
-    spec = {"job": job, "name": name, "kwargs": args, "log": log_path}
-    with tempfile.TemporaryDirectory(prefix="robustkd-launch-") as tmp:
-        _torchrun(spec, processes, Path(tmp), timeout)
+        processes = max(1, gpus)
+    with job_environment(gpus) as job_env:
+        if processes <= 1:
+            return fn(**kwargs)
+        backend = launch_backend(processes)  # checked here, before torchrun starts
+        args = dict(kwargs)
+        args["threads"] = max(1, int(args.get("threads", 1)) // processes)
+        log_path = None if log_file is None else str(log_file)
+        spec = {"job": job, "name": name, "kwargs": args, "log": log_path, "backend": backend}
+        with tempfile.TemporaryDirectory(prefix="robustkd-launch-") as tmp:
+            _torchrun(spec, processes, Path(tmp), timeout, job_env)
     return None
 
 
-def _torchrun(spec: dict[str, Any], processes: int, tmp: Path, timeout: float | None) -> None:
+def _torchrun(
+    spec: dict[str, Any],
+    processes: int,
+    tmp: Path,
+    timeout: float | None,
+    job_env: Mapping[str, str],
+) -> None:
     """Run a job spec under torchrun; ``tmp`` holds the spec, the ranks' pid files and a note.
 
     Args:
-        spec: ``job`` reference, ``name``, ``kwargs`` (threads already split) and ``log`` file.
+        spec: ``job`` reference, ``name``, ``kwargs`` (threads already split), ``log`` file
+            and process group ``backend``.
         processes: Ranks (> 1).
         tmp: The launch's own folder, removed by the caller afterwards.
         timeout: Seconds before torchrun and its ranks are killed (None: no limit).
+        job_env: Variables of the ranks' environment
+            (:func:`~robustkd.engine.devices.job_environment`).
 
     Raises:
         Preempted: The ranks stopped on a preemption signal (rank 0's note names the step of
@@ -301,6 +315,7 @@ def _torchrun(spec: dict[str, Any], processes: int, tmp: Path, timeout: float | 
     src = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
+        **job_env,
         "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
         LAUNCHER_PGID_ENV: str(os.getpgrp()),
     }

@@ -62,6 +62,7 @@ from robustkd.engine.data import (
     epoch_loader,
     to_unit_float,
 )
+from robustkd.engine.devices import deterministic, resolve_device
 from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
 from robustkd.engine.faults import StepFaults
 from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
@@ -84,20 +85,6 @@ class Task(Protocol):
     ) -> dict[str, torch.Tensor]:
         """Return named loss components of a batch; ``"loss"`` is the one minimised."""
         ...
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """Return ``cuda`` when available for ``"auto"`` (else ``mps``, else ``cpu``), or ``name``.
-
-    Under torchrun, ``"auto"`` picks this rank's GPU (``cuda:$LOCAL_RANK``).
-    """
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class _TaskModule(nn.Module):
@@ -171,7 +158,7 @@ def train(
         RunFolderBusy: Another process writes ``run_dir`` (names it and that process).
         Preempted: SIGTERM or SIGUSR1 arrived (after a checkpoint, in the loop).
     """
-    with hold_run_folder(run_dir):
+    with hold_run_folder(run_dir), deterministic(cfg.deterministic, device):
         return _train(task, dataset, cfg, seed, Path(run_dir), device, record)
 
 
@@ -233,7 +220,7 @@ def _train(
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
-        restore_rng(ckpt["rng"])
+        restore_rng(ckpt["rng"], device)
         step = resumed_from = int(ckpt["step"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
     if ctx.main:

@@ -47,6 +47,8 @@ class TrainConfig:
             instead of reading it to the host each step (a synchronisation per step).
         tf32: TF32 matrix products and convolutions on CUDA where float32 remains; ignored
             elsewhere (:func:`~robustkd.engine.accel.set_tf32`).
+        deterministic: Deterministic CUDA kernels (cuDNN, ``use_deterministic_algorithms``;
+            :func:`~robustkd.engine.devices.deterministic`); nothing changes on CPU.
     """
 
     epochs: int
@@ -67,6 +69,7 @@ class TrainConfig:
     momentum: float = 0.9
     fused: bool = True
     tf32: bool = True
+    deterministic: bool = True
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TrainConfig:

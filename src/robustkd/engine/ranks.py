@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from robustkd.engine.devices import DEVICE_ENV, rank_device
 from robustkd.engine.distributed import (
     AGENT,
     GROUP_TIMEOUT,
@@ -60,7 +61,9 @@ def rank(spec_path: str) -> None:
     """Run one torchrun rank: join the process group, run the job, leave the group.
 
     The rank first restores the preemption signals' default action (the agent ignored them) and
-    lists its pid for the launcher's :class:`~robustkd.engine.signals.SignalForwarder`; inside
+    lists its pid for the launcher's :class:`~robustkd.engine.signals.SignalForwarder`, and takes
+    its device (:func:`~robustkd.engine.devices.rank_device`: the launcher's backend, gloo on
+    the CPU or NCCL with ``cuda:$LOCAL_RANK``) as the job's ``auto`` device; inside
     the training loop, the loop's guard turns a signal into a checkpoint. When the job stops with
     :class:`~robustkd.engine.signals.Preempted`, rank 0 leaves its message for the launcher.
 
@@ -80,11 +83,15 @@ def rank(spec_path: str) -> None:
     pid_file.parent.mkdir(exist_ok=True)
     pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
     pid_file.with_suffix(".tmp").replace(pid_file)  # whole, or not there
-    cuda = torch.cuda.is_available()
+    backend = spec.get("backend") or ("nccl" if torch.cuda.is_available() else "gloo")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if cuda:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=GROUP_TIMEOUT)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", 1)))
+    visible = torch.cuda.device_count() if backend == "nccl" else 0
+    device = rank_device(local_rank, local_world, visible, backend)
+    os.environ[DEVICE_ENV] = str(device)  # what the job's resolve_device("auto") returns
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend, timeout=GROUP_TIMEOUT)
     ctx = context()
     configure_job_logging(spec["log"], append=True, tag=f"[rank {ctx.rank}/{ctx.world}] ")
     try:
