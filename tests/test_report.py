@@ -168,7 +168,7 @@ def test_bad_metrics_files_name_the_file(tmp_path):
 def test_snakemake_report_shows_tables_and_figures(tiny_run, tmp_path):
     report = tmp_path / "report.zip"
     cmd = [sys.executable, "-m", "snakemake", "--report", str(report)]
-    cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+    cmd += ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
     proc = bounded.run(cmd, what="snakemake --report", timeout=bounded.JOB, cwd=tiny_run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with zipfile.ZipFile(report) as z:
