@@ -1,4 +1,6 @@
-# The two entry points of the README:
+# The entry points of the README:
+#   make setup  create .venv: the package, PyTorch, Snakemake and the test tools
+#   make try    set up .venv and build Table 1 of the tiny overlay into tiny/ (about a minute)
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
 #   make results-docs RUN=<dir>   docs/results.md and the README's results block from a run
@@ -13,7 +15,10 @@ PYTEST_ARGS ?=
 
 AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
-.PHONY: setup demo test test-avx2 results-docs clean
+# Where `make try` runs (its results/, logs/ and .snakemake/; apart from the demo's results/).
+TRY_DIR ?= tiny
+
+.PHONY: setup try demo test test-avx2 results-docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +28,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+try: setup
+	$(BIN)/snakemake table1 --cores $(CORES) --configfile config/demo.yaml config/tiny.yaml \
+		-d $(TRY_DIR)
+	@echo "Table 1 of the tiny overlay: $(TRY_DIR)/results/tables/table1.md"
 
 demo: setup
 	$(BIN)/snakemake all --cores $(CORES) --configfile config/demo.yaml
@@ -46,4 +56,4 @@ results-docs: setup
 	$(BIN)/python docs/generate_results.py $(RUN)
 
 clean:
-	rm -rf results logs .snakemake
+	rm -rf results logs .snakemake $(TRY_DIR)

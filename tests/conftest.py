@@ -62,7 +62,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     work = copy_workflow(tmp_path_factory.mktemp("tiny_run"))
     cmd = [sys.executable, "-m", "snakemake", "all", "--cores", "2"]
-    cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+    cmd += ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
     proc = bounded.run(cmd, what="Snakemake run of the tiny DAG", timeout=bounded.DAG, cwd=work)
     if proc.returncode != 0:
         pytest.fail(f"tiny DAG run failed ({' '.join(cmd)}):\n{proc.stderr[-4000:]}")

@@ -410,7 +410,7 @@ def test_audit_of_the_real_dag(tiny_run, capsys):
     assert main(["audit", "table1", "-q", *root]) == 0
     # Bytes and times restored: the shared run is still complete for Snakemake.
     cmd = [sys.executable, "-m", "snakemake", "all", "--dry-run", "--cores", "1"]
-    cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+    cmd += ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
     proc = bounded.run(cmd, what="Snakemake dry run", timeout=bounded.QUICK, cwd=tiny_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 

@@ -37,8 +37,6 @@ def checkout(tmp_path: Path) -> Path:
     for name in ("Snakefile", "config", "workflow", "envs"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    (work / "tests" / "data").mkdir(parents=True)
-    shutil.copy(ROOT / "tests" / "data" / "tiny.yaml", work / "tests" / "data")
     pkg = _copy_package(work / "src" / "robustkd")
     # An uncommitted edit in the checkout: the job must run (and record) this file.
     with open(pkg / "data" / "demo_raw.py", "a") as fh:
@@ -62,7 +60,7 @@ def other(tmp_path: Path) -> Path:
 
 def _snakemake(work: Path, site: Path, **env: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "snakemake", TARGET, "--cores", "1"]
-    cmd += ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+    cmd += ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
     full_env = {k: v for k, v in os.environ.items() if k != "ROBUSTKD_USE_INSTALLED"}
     full_env.update(PYTHONPATH=str(site), MARKER=str(work / "marker"), **env)
     return subprocess.run(cmd, cwd=work, env=full_env, capture_output=True, text=True, check=False)

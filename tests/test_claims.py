@@ -182,7 +182,7 @@ def test_claims_target_of_the_tiny_run_is_audited(tiny_run):
     cfg = load_config(
         tiny_run / "config/config.yaml",
         tiny_run / "config/demo.yaml",
-        tiny_run / "tests/data/tiny.yaml",
+        tiny_run / "config/tiny.yaml",
     )
     assert list(df["claim"]) == [c.key for c in paper_claims(cfg)]
     assert set(df["verdict"]) <= {"supported", "contradicted", "equivalent", "undecided"}

@@ -25,7 +25,7 @@ def test_shipped_configs_validate(repo_root):
 
 
 @pytest.mark.parametrize(
-    "overlays", [(), ("config/demo.yaml",), ("config/demo.yaml", "tests/data/tiny.yaml")]
+    "overlays", [(), ("config/demo.yaml",), ("config/demo.yaml", "config/tiny.yaml")]
 )
 def test_crd_temperature_is_the_craft_papers(repo_root, overlays):
     # The CRAFT paper's Table 1: contrastive temperature 0.1 "for CRD/CRAFT" (CRD's own: 0.07).

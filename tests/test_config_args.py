@@ -18,7 +18,7 @@ from robustkd.config import load_config, merge_configs, validate_config
 from tests.conftest import ROOT, copy_workflow
 
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
-OVERLAYS = ["config/demo.yaml", "tests/data/tiny.yaml"]
+OVERLAYS = ["config/demo.yaml", "config/tiny.yaml"]
 
 
 @pytest.fixture

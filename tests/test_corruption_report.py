@@ -250,7 +250,7 @@ def _beyond_dry_run(tmp_path, overlay, what):
 
 
 def test_corruption_targets_dry_run_on_the_tiny_overlay(tmp_path):
-    proc = _beyond_dry_run(tmp_path, ROOT / "tests/data/tiny.yaml", "snakemake beyond --dry-run")
+    proc = _beyond_dry_run(tmp_path, ROOT / "config/tiny.yaml", "snakemake beyond --dry-run")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     # tiny: 3 Table 1 methods x 2 distortions, one stored set at the backbones' 16 px.

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_SETS = {
     "paper": [],
     "demo": ["config/demo.yaml"],
-    "tiny": ["config/demo.yaml", "tests/data/tiny.yaml"],
+    "tiny": ["config/demo.yaml", "config/tiny.yaml"],
 }
 
 

@@ -155,7 +155,7 @@ def test_plan_of_the_tiny_dag_matches_the_jobs_that_ran(tiny_run, capsys):
     from robustkd.config import load_config
     from robustkd.plan import dry_run_jobs, set_sizes
 
-    configs = ["config/demo.yaml", "tests/data/tiny.yaml"]
+    configs = ["config/demo.yaml", "config/tiny.yaml"]
     config = load_config(tiny_run / "config/config.yaml", *(tiny_run / c for c in configs))
     jobs = dry_run_jobs(["all"], configs, workdir=tiny_run)
     planned = plan_jobs(jobs, config, set_sizes(config, tiny_run))

@@ -6,7 +6,7 @@ the heap (SIGSEGV, double free, hangs, silently different gradients), and the CI
 channels-last on every device. This test forces the AVX2 paths (``ONEDNN_MAX_CPU_ISA=AVX2``,
 ``ATEN_CPU_CAPABILITY=avx2``; on an AVX2-only CPU they change nothing) and, in a subprocess so that
 a crash cannot take pytest down, trains each CNN at the narrow widths of the test overlay
-(``tests/data/tiny.yaml``) with the real tasks and loop: once whole, once interrupted during step
+(``config/tiny.yaml``) with the real tasks and loop: once whole, once interrupted during step
 5 (checkpoint at step 4) and resumed. Weights, buffers and logs must be equal bit for bit.
 """
 
@@ -95,7 +95,7 @@ def drive(root: str) -> None:
 
     torch.set_num_threads(1)
     root_dir = Path(root)
-    overlay = yaml.safe_load((ROOT / "tests" / "data" / "tiny.yaml").read_text())
+    overlay = yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())
     rng = np.random.default_rng(0)
     with PreparedWriter(root_dir / "data", list("abcd"), provenance={"rule": "test"}) as w:
         for split, n in (("train", TRAIN), ("test", TEST)):

@@ -253,7 +253,7 @@ def test_a_report_command_is_recognised(argv, only_report):
 CAPTION_CONFIGS = {
     "paper": [],
     "demo": ["config/demo.yaml"],
-    "tiny": ["config/demo.yaml", "tests/data/tiny.yaml"],
+    "tiny": ["config/demo.yaml", "config/tiny.yaml"],
 }
 
 
@@ -324,7 +324,7 @@ def test_every_caption_renders_from_the_config(repo_root, overlay):
 # The Snakemake report of the tiny DAG
 # ----------------------------------------------------------------------------------------------
 
-CONFIGS = ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+CONFIGS = ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 

@@ -44,7 +44,7 @@ def _overlay(folder: Path, name: str, values: dict) -> Path:
 def _snakemake(clone: Path, workdir: Path, overlay: Path, *args: str, what: str, timeout: float):
     """Snakemake of ``clone`` in ``workdir``, the clone's demo and tiny configs + ``overlay``."""
     cmd = [sys.executable, "-m", "snakemake", "-s", clone / "Snakefile", "-d", workdir, STUDENT]
-    cmd += [*args, "--configfile", clone / "config/demo.yaml", clone / "tests/data/tiny.yaml"]
+    cmd += [*args, "--configfile", clone / "config/demo.yaml", clone / "config/tiny.yaml"]
     workdir.mkdir(parents=True, exist_ok=True)
     proc = bounded.run([*cmd, overlay], what=what, timeout=timeout, cwd=workdir.parent)
     assert proc.returncode == 0, f"{what} failed:\n{proc.stderr[-4000:]}"

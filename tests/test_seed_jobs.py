@@ -19,7 +19,7 @@ from tests import bounded
 from tests.conftest import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [ROOT / "config/demo.yaml", ROOT / "tests/data/tiny.yaml"]
+TINY = [ROOT / "config/demo.yaml", ROOT / "config/tiny.yaml"]
 # The rules that train (pretrain_backbone and craft_teacher train one model, with one seed).
 TRAINING = {"distill", "distill_ci", "finetune", "finetune_fractions", "transfer", "craft_student"}
 # Fields of provenance.json that differ between any two runs, by design: wall-clock times, the
@@ -107,7 +107,7 @@ def test_both_groupings_write_identical_files(tmp_path):
     per-run fields named in PER_RUN and PER_RUN_TRAIN."""
     (tmp_path / "work").mkdir()
     work = copy_workflow(tmp_path / "work")
-    configs = ["config/demo.yaml", "tests/data/tiny.yaml"]
+    configs = ["config/demo.yaml", "config/tiny.yaml"]
 
     def snakemake(*args, what):
         cmd = [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile"]

@@ -37,7 +37,7 @@ from tests.test_resume import distill_kwargs, setup, weights_sha256  # noqa: F40
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "slurm"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-CONFIGS = ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+CONFIGS = ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
 PARTITION = "rkdtest"
 # Three levels of the demo DAG (status polling costs ~14 s per level), two jobs at a time on two
 # cores: the miniature raw data and preparation of CIFAR-10 (packed arrays) and ImageNet-100

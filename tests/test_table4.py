@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def cfg():
     """The miniature's config on the tiny overlay: 2 seeds, rows mask-0.90, blur-9-1.3, clean."""
     return load_config(
-        ROOT / "config/config.yaml", ROOT / "config/demo.yaml", ROOT / "tests/data/tiny.yaml"
+        ROOT / "config/config.yaml", ROOT / "config/demo.yaml", ROOT / "config/tiny.yaml"
     )
 
 
@@ -171,7 +171,7 @@ def test_dry_run_of_table4_plans_the_mixed_students_and_their_evaluations(tmp_pa
     """`snakemake -n table4` on the tiny overlay, from an empty working directory."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path)]
     cmd += ["table4", "-n", "--quiet", "rules", "--configfile"]
-    cmd += [str(ROOT / "config/demo.yaml"), str(ROOT / "tests/data/tiny.yaml")]
+    cmd += [str(ROOT / "config/demo.yaml"), str(ROOT / "config/tiny.yaml")]
     proc = bounded.run(cmd, what="snakemake -n table4", timeout=bounded.QUICK, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = {}

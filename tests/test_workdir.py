@@ -45,7 +45,7 @@ def test_run_with_snakefile_elsewhere_writes_only_into_the_workdir(tmp_path):
             "1",
             "--configfile",
             str(ROOT / "config" / "demo.yaml"),
-            str(ROOT / "tests" / "data" / "tiny.yaml"),
+            str(ROOT / "config" / "tiny.yaml"),
         ],
         cwd=caller,
         capture_output=True,
@@ -112,7 +112,7 @@ def test_audit_follows_raw_data_written_in_another_working_directory(tmp_path):
     overlay.write_text(
         f"demo_raw: {{enabled: false}}\ndata: {{datasets: {{imagenet100: {{root: {raw}}}}}}}\n"
     )
-    tiny = [ROOT / "config" / "demo.yaml", ROOT / "tests" / "data" / "tiny.yaml"]
+    tiny = [ROOT / "config" / "demo.yaml", ROOT / "config" / "tiny.yaml"]
     for workdir, target, configs in (
         (first, "results/raw_demo/imagenet100", tiny),
         (second, "results/data/imagenet100", [*tiny, overlay]),

@@ -16,9 +16,9 @@ from tests import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-CONFIGS = ["--configfile", "config/demo.yaml", "tests/data/tiny.yaml"]
+CONFIGS = ["--configfile", "config/demo.yaml", "config/tiny.yaml"]
 
-# Expected prepared split sizes for tests/data/tiny.yaml.
+# Expected prepared split sizes for config/tiny.yaml.
 EXPECTED = {
     "imagenet100": ({"train": 4 * 6, "val": 4 * 3}, 4),
     "cifar10": ({"train": 10 * 5, "test": 10 * 2}, 10),

@@ -29,6 +29,9 @@ from typing import Any
 
 USE_INSTALLED_ENV = "ROBUSTKD_USE_INSTALLED"  # robustkd.codesource.USE_INSTALLED_ENV
 CHECKOUT = Path(__file__).resolve().parents[2]
+INTERRUPTED_WHILE_STARTING = (
+    "interrupted (SIGINT, Ctrl-C) while the job started; rerun the same command to run it again"
+)
 
 
 class CheckoutPackageError(RuntimeError):
@@ -40,10 +43,20 @@ def _use_installed() -> bool:
 
 
 def _log_uncaught_to(log: str) -> None:
-    """Until the job configures logging, append an uncaught exception to its log file."""
+    """Until the job configures logging, append an uncaught exception to its log file.
+
+    An interrupt (Ctrl-C) while the job starts (its imports take seconds) is one line, without
+    a traceback, as it is later (:func:`robustkd.joblog.log_uncaught`).
+    """
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
+        if issubclass(kind, KeyboardInterrupt):
+            line = f"{INTERRUPTED_WHILE_STARTING}\n"
+            with open(log, "a") as fh:
+                fh.write(line)
+            sys.stderr.write(line)
+            return
         with open(log, "a") as fh:
             fh.write("".join(traceback.format_exception(kind, value, tb)))
         sys.__excepthook__(kind, value, tb)

@@ -29,6 +29,7 @@ from torch import nn
 
 from robustkd.atomic import write_with
 from robustkd.errors import RobustKDError
+from robustkd.joblog import note_checkpoint
 from robustkd.provenance import code_digest
 from robustkd.readback import UnreadableFileError, UnsafeFileError, load_torch
 
@@ -172,6 +173,7 @@ def save_checkpoint(
     """
     assert_finite_parameters(model, str(path))
     _atomic_torch_save({"model": model.state_dict(), "rng": capture_rng(), **state}, Path(path))
+    note_checkpoint(path, state.get("step"))  # what an interrupt's last line names
 
 
 def _host_copy(obj: Any) -> Any:

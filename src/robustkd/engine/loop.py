@@ -69,6 +69,7 @@ from robustkd.engine.optim import TrainConfig, build_optimizer, warmup_cosine
 from robustkd.engine.preemption import Preempted, PreemptionGuard, preempted
 from robustkd.engine.runlock import hold_run_folder
 from robustkd.engine.steplog import StepLog, truncate_log
+from robustkd.joblog import note_checkpoint
 
 __all__ = ["Task", "resolve_device", "train"]
 
@@ -223,6 +224,7 @@ def _train(
         restore_rng(ckpt["rng"], device)
         step = resumed_from = int(ckpt["step"])
         log.info("resumed from %s at step %d/%d", ckpt_path, step, total)
+    note_checkpoint(ckpt_path if ctx.main else None, resumed_from)  # named by a Ctrl-C's line
     if ctx.main:
         truncate_log(log_path, step)
     set_tf32(device, cfg.tf32)
