@@ -1,6 +1,8 @@
 # The two entry points of the README:
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
+#   make gpu-check  the GPU check (benchmarks/gpu_check.py): on one NVIDIA GPU at most 8 min;
+#               without one its reduced CPU mode; record and summary in results/gpu_check/
 # CI (.ci/run) runs `make test` twice: as is, and with torch and oneDNN limited to AVX2 kernels
 # (AVX2_ONLY below), so that a fault of the other instruction set shows up on any machine.
 PY ?= python3
@@ -12,7 +14,7 @@ PYTEST_ARGS ?=
 
 AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
-.PHONY: setup demo test test-avx2 clean
+.PHONY: setup demo test test-avx2 gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +39,21 @@ test: setup
 # less the SLURM test: it runs the same jobs as the tiny DAG run and costs minutes of CI.
 test-avx2: setup
 	$(AVX2_ONLY) $(MAKE) test PYTEST_ARGS='-m "not slurm"'
+
+# With GPU_CHECK_PY set (e.g. GPU_CHECK_PY=python3 on a GPU machine without internet, whose Python
+# has torch and the wheels of benchmarks/gpu_wheels.txt), that Python runs it on this checkout's
+# src/ and no .venv is made; otherwise .venv does.
+GPU_CHECK_PY ?=
+GPU_CHECK_OUT ?= results/gpu_check
+
+gpu-check:
+ifeq ($(GPU_CHECK_PY),)
+	$(MAKE) setup
+	$(BIN)/python benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
+else
+	PYTHONPATH=$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_CHECK_PY) benchmarks/gpu_check.py \
+		--out $(GPU_CHECK_OUT)
+endif
 
 clean:
 	rm -rf results logs .snakemake
