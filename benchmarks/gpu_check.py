@@ -668,18 +668,22 @@ def step_env(ctx: Context) -> dict:
     smi = None
     if shutil.which("nvidia-smi"):
         q = "name,driver_version,memory.total,power.limit,clocks.max.sm,pcie.link.gen.max"
-        res = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        top = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30)
-        fields = [f.strip() for f in res.stdout.splitlines()[0].split(",")] if res.stdout else []
-        smi = dict(zip(q.split(","), fields, strict=False))
-        smi["driver"] = smi.get("driver_version")
-        m = re.search(r"CUDA Version:\s*([\d.]+)", top.stdout)
-        smi["driver_cuda"] = m.group(1) if m else None
+        try:
+            res = subprocess.run(
+                ["nvidia-smi", f"--query-gpu={q}", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            top = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30)
+            lines = res.stdout.splitlines()
+            fields = [f.strip() for f in lines[0].split(",")] if lines else []
+            smi = dict(zip(q.split(","), fields, strict=False))
+            smi["driver"] = smi.get("driver_version")
+            m = re.search(r"CUDA Version:\s*([\d.]+)", top.stdout)
+            smi["driver_cuda"] = m.group(1) if m else None
+        except (OSError, subprocess.SubprocessError) as exc:
+            smi = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     cpu_model = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -694,16 +698,19 @@ def step_env(ctx: Context) -> dict:
         mem = round(int(kb.group(1)) / 2**20, 1) if kb else None
     except OSError:
         pass
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
+    try:  # the copy of the checkout on a GPU machine may have no .git, the machine no git
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
     return {
         "versions": versions,
         "torch_pin": {"pinned": pinned, "running": torch.__version__, "note": note},
         "cuda": cuda,
         "nvidia_smi": smi,
         "cpu": {"model": cpu_model, "cores": len(os.sched_getaffinity(0)), "memory_gib": mem},
-        "commit": commit.stdout.strip() or None,
+        "commit": commit or None,
         "threads": torch.get_num_threads(),
     }
 

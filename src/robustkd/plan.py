@@ -555,9 +555,10 @@ def _measured_check_record(path: Path, text: str) -> dict[str, tuple[float, str]
             continue
         device = result.get("device") or header.get("device") or "unknown device"
         mode = f", {header['mode']} mode" if header.get("mode") else ""
+        model = f" {result['model']} batch {result.get('batch')}," if result.get("model") else ""
         for rule, rate in rates.items():
             if rule in DEFAULT_THROUGHPUT and isinstance(rate, int | float) and rate > 0:
-                what = f"{path} (gpu_check step {entry.get('step')}, {device}{mode})"
+                what = f"{path} (gpu_check step {entry.get('step')}:{model} {device}{mode})"
                 out[rule] = (float(rate), what)
     if not out:
         raise PlanError(
