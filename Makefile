@@ -4,6 +4,8 @@
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
 #   make results-docs RUN=<dir>   docs/results.md and the README's results block from a run
+#   make gpu-check  the GPU check (benchmarks/gpu_check.py): on one NVIDIA GPU at most 8 min;
+#               without one its reduced CPU mode; record and summary in results/gpu_check/
 # CI (.ci/run) runs `make test` twice: as is, and with torch and oneDNN limited to AVX2 kernels
 # (AVX2_ONLY below), so that a fault of the other instruction set shows up on any machine.
 PY ?= python3
@@ -18,7 +20,7 @@ AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 # Where `make try` runs (its results/, logs/ and .snakemake/; apart from the demo's results/).
 TRY_DIR ?= tiny
 
-.PHONY: setup try demo test test-avx2 results-docs clean
+.PHONY: setup try demo test test-avx2 results-docs gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -54,6 +56,21 @@ test-avx2: setup
 RUN ?= .
 results-docs: setup
 	$(BIN)/python docs/generate_results.py $(RUN)
+
+# With GPU_CHECK_PY set (e.g. GPU_CHECK_PY=python3 on a GPU machine without internet, whose Python
+# has torch and the wheels of benchmarks/gpu_wheels.txt), that Python runs it on this checkout's
+# src/ and no .venv is made; otherwise .venv does.
+GPU_CHECK_PY ?=
+GPU_CHECK_OUT ?= results/gpu_check
+
+gpu-check:
+ifeq ($(GPU_CHECK_PY),)
+	$(MAKE) setup
+	$(BIN)/python benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
+else
+	PYTHONPATH=$(CURDIR)/src$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_CHECK_PY) benchmarks/gpu_check.py \
+		--out $(GPU_CHECK_OUT)
+endif
 
 clean:
 	rm -rf results logs .snakemake $(TRY_DIR)

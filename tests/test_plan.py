@@ -241,3 +241,156 @@ def test_a_config_file_that_is_missing_is_still_named(tmp_path, capsys):
 
     assert main(["plan", "--configfile", str(tmp_path / "mine.yaml"), "table1"]) == 2
     assert f"{tmp_path / 'mine.yaml'}: config file not found" in capsys.readouterr().err
+
+
+# --- measured throughputs (`robustkd plan --measured FILE`), from hand-made records -----------
+
+
+def _check_record(path, steps, mode="gpu"):
+    """A `make gpu-check` record (benchmarks/gpu_check.py): a header line, one line per step."""
+    import json
+
+    header = {"kind": "header", "mode": mode, "device": "NVIDIA H100 80GB HBM3"}
+    lines = [header] + [
+        {"kind": "step", "step": name, "status": status, "result": result}
+        for name, status, result in steps
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _provenance(folder, rule, rate=None, device="cuda:0"):
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"rule": rule, "device": device, "wildcards": {}}
+    if rate is not None:
+        record["train"] = {"steps": 10, "images_per_s": rate, "seconds": 1.0}
+    (folder / "provenance.json").write_text(json.dumps(record))
+    return folder / "provenance.json"
+
+
+def test_measured_throughputs_from_a_gpu_check_record(tmp_path):
+    from robustkd.plan import read_measured
+
+    record = _check_record(
+        tmp_path / "gpu_check.jsonl",
+        [
+            ("env", "ok", {"torch": "2.11.0"}),
+            ("distill", "ok", {"img_per_s": 2500.0, "plan_throughput": {"distill": 2500.0}}),
+            ("distill_compile", "ok", {"img_per_s": 3100.0}),  # not what the config runs
+            ("finetune", "failed", {"plan_throughput": {"finetune": 9.0}}),  # failed: ignored
+            ("evaluate", "ok", {"plan_throughput": {"evaluate": 7000, "nonsense": 5}}),
+        ],
+    )
+    rates = read_measured(record)
+    assert {k: v for k, (v, _) in rates.items()} == {"distill": 2500.0, "evaluate": 7000.0}
+    what = rates["distill"][1]
+    assert str(record) in what and "step distill" in what and "H100" in what and "gpu mode" in what
+
+
+def test_measured_throughputs_from_provenance_records(tmp_path):
+    from robustkd.plan import read_measured
+
+    runs = tmp_path / "results"
+    _provenance(runs / "distill/ours/mask-0.90/seed0", "distill", 2000.0)
+    _provenance(runs / "distill/ours/mask-0.90/seed1", "distill", 2400.0)
+    _provenance(runs / "distill/ours/mask-0.90/seed2", "distill", 2100.0)
+    _provenance(runs / "finetune/imagenet100/ours/mask-0.90/frac1/seed0", "finetune", 3000.0)
+    _provenance(runs / "data/imagenet100", "prepare_imagenet100")  # no training: ignored
+    _provenance(runs / "eval", "evaluate_ladder")  # an evaluation records no images/s
+    (runs / "broken").mkdir()
+    (runs / "broken" / "provenance.json").write_text("{not json")  # skipped, not fatal
+    rates = read_measured(runs)
+    assert {k: v for k, (v, _) in rates.items()} == {"distill": 2100.0, "finetune": 3000.0}
+    assert "median of 3 runs, device cuda:0" in rates["distill"][1]
+    assert "1 run" in rates["finetune"][1]
+    # one record alone
+    one = read_measured(runs / "distill/ours/mask-0.90/seed1/provenance.json")
+    assert one["distill"][0] == 2400.0
+
+
+def test_files_without_a_throughput_are_refused_naming_what_to_give(tmp_path):
+    import json
+
+    from robustkd.plan import read_measured
+
+    log = tmp_path / "log.jsonl"  # a run's step log: losses per step, no images/s
+    step = {"step": 1, "epoch": 0, "lr": 1e-4, "loss": 3.0}
+    log.write_text(json.dumps(step) + "\n")
+    with pytest.raises(PlanError, match="step log .* no images/s; give the run's provenance"):
+        read_measured(log)
+    log.write_text(json.dumps(step) + "\n" + json.dumps({**step, "step": 2}) + "\n")
+    with pytest.raises(PlanError, match="log.jsonl holds neither: give its provenance.json"):
+        read_measured(log)
+    with pytest.raises(PlanError, match="cannot read it"):
+        read_measured(tmp_path / "missing.jsonl")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PlanError, match="no provenance record of a training job below it"):
+        read_measured(tmp_path / "empty")
+    prep = _provenance(tmp_path / "prep", "prepare_cifar10")
+    with pytest.raises(PlanError, match="not a training job's provenance record"):
+        read_measured(prep)
+    text = tmp_path / "notes.txt"
+    text.write_text("distill 2000 img/s\n")
+    with pytest.raises(PlanError, match="line 1: not JSON"):
+        read_measured(text)
+    cpu_only = _check_record(tmp_path / "failed.jsonl", [("distill", "failed", {})])
+    with pytest.raises(PlanError, match="no throughput of a rule kind"):
+        read_measured(cpu_only)
+
+
+def test_a_plan_says_which_throughputs_are_assumed_measured_or_given(tmp_path):
+    from robustkd.plan import resolve_throughput
+
+    record = _check_record(
+        tmp_path / "r.jsonl",
+        [
+            ("distill", "ok", {"plan_throughput": {"distill": 2500.0}}),
+            ("evaluate", "ok", {"plan_throughput": {"evaluate": 7000.0}}),
+        ],
+    )
+    later = _provenance(tmp_path / "run", "distill", 2222.0)
+    got = resolve_throughput(["evaluate=5000"], [record, later])
+    assert got.rates["distill"] == 2222.0  # the later file wins
+    assert got.rates["evaluate"] == 5000.0  # --throughput wins over measured
+    assert got.rates["finetune"] == DEFAULT_THROUGHPUT["finetune"]
+    assert got.sources["distill"].startswith("measured: ") and str(later) in got.sources["distill"]
+    assert got.sources["evaluate"] == "given (--throughput)"
+    assert got.sources["finetune"] == "assumed"
+
+    planned = plan_jobs(parse_dry_run(DRY_RUN), CONFIG, SIZES)
+    lines = format_plan(planned, got.rates, 1, got.sources)
+    head = lines[: lines.index("")]
+    assert head[0] == "throughputs (images/s per GPU):"
+    by_kind = {ln.split()[0]: ln for ln in head[1:-1]}
+    assert set(by_kind) == {j.rule for j in planned if j.train_images} | {"evaluate"}
+    assert "2,222  measured: " in by_kind["distill"]
+    assert "5,000  given (--throughput)" in by_kind["evaluate"]
+    assumed = "assumed (robustkd.plan.DEFAULT_THROUGHPUT), not measured"
+    assert assumed in by_kind["finetune_fractions"]
+    assert head[-1] == f"  ({len(by_kind) - 2} assumed, 2 measured or given)"
+    assert lines[-1].startswith("total: ")
+    # without sources: a default is assumed, anything else given
+    bare = format_plan(planned, parse_throughput(["distill=10"]), 1)
+    assert any("distill" in ln and "given" in ln for ln in bare[: bare.index("")])
+
+
+def test_plan_command_reads_a_measured_record(tmp_path, capsys):
+    from robustkd.cli import main
+
+    record = _check_record(
+        tmp_path / "gpu_check.jsonl", [("distill", "ok", {"plan_throughput": {"distill": 3400.0}})]
+    )
+    assert main(["plan", "table3", "--measured", str(record), "--gpus", "4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    distill = next(ln for ln in out if ln.strip().startswith("distill ") and "3,400" in ln)
+    assert f"measured: {record}" in distill
+    assert any(ln.strip().startswith("finetune") and "assumed" in ln for ln in out[:6])
+    assert out[-1].startswith("total: ")
+    # 36 distill jobs of 3,167,225 images at 3,400 img/s
+    assert next(ln for ln in out if ln.startswith("distill ") and " jobs " in ln).endswith(
+        "at 3,400 img/s"
+    )
+    assert main(["plan", "table3", "--measured", str(tmp_path / "nope.jsonl")]) == 2
+    assert "cannot read it" in capsys.readouterr().err

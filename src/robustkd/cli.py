@@ -5,6 +5,7 @@
     robustkd audit results/distill/ours/mask-0.90/seed0/student.pth   # any output of the pipeline
     robustkd plan all --throughput distill=1800 --gpus 8     # what a run costs, before it runs
     robustkd plan --configfile config/demo.yaml table1       # targets before or after options
+    robustkd plan all --measured results/gpu_check/gpu_check.jsonl   # throughputs measured
     robustkd audit results/data/imagenet100                  # or any folder it wrote
 
 Exit status: 0 when the whole chain is intact, 1 when a file is missing or changed (the last
@@ -67,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "List every training and evaluation job of a target (from a forced Snakemake dry "
             "run), the images each pushes through the network, and the GPU-hours at the given "
-            "throughputs (images/s per GPU by rule kind; defaults are assumed values), then "
-            "totals and the wall time on N GPUs. See robustkd.plan."
+            "throughputs (images/s per GPU by rule kind: assumed defaults, measured ones read "
+            "with --measured, or given with --throughput; the plan says which), then totals "
+            "and the wall time on N GPUs. See robustkd.plan."
         ),
     )
     p.add_argument(
@@ -94,6 +96,16 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RULE=IMG_PER_S",
         help="images/s per GPU of a rule kind (e.g. distill=1800; 'evaluate' for evaluation; "
         "a word after them without '=' is a target)",
+    )
+    p.add_argument(
+        "--measured",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read measured throughputs instead of the assumed defaults: the record of make "
+        "gpu-check (results/gpu_check/gpu_check.jsonl), a training job's provenance.json, or "
+        "a folder of them (a previous run's results/: median per rule kind); may be repeated, "
+        "a later file winning; --throughput wins over it",
     )
     p.add_argument("--gpus", type=int, default=1, help="GPUs for the wall-time estimate")
     p.add_argument(
@@ -127,21 +139,21 @@ def _plan(args: argparse.Namespace) -> int:
         PlanError,
         dry_run_jobs,
         format_plan,
-        parse_throughput,
         plan_jobs,
+        resolve_throughput,
         set_sizes,
     )
 
     _targets_among_options(args)
     snakefile = Path(args.snakefile or Path(args.root) / "Snakefile")
     try:
-        throughput = parse_throughput(args.throughput)
+        throughput = resolve_throughput(args.throughput, args.measured)
         config = load_config(snakefile.parent / "config" / "config.yaml", *args.configfile)
         jobs = dry_run_jobs(
             args.targets, args.configfile, snakefile=snakefile.resolve(), workdir=args.root
         )
         planned = plan_jobs(jobs, config, set_sizes(config, args.root))
-        lines = format_plan(planned, throughput, args.gpus)
+        lines = format_plan(planned, throughput.rates, args.gpus, throughput.sources)
     except (PlanError, RobustKDError) as exc:
         print(f"robustkd plan: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

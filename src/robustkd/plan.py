@@ -9,9 +9,13 @@ evaluation jobs, and counts for each the images it pushes through the network:
   teacher's forward on the same images, which the rule's throughput includes);
 - evaluation images: forward passes only, ``repeats x evaluation-set size`` per evaluation.
 
-GPU-hours follow from a throughput in images per second per GPU, given per rule kind
-(``--throughput distill=1800``; measure yours with ``benchmarks/distill_step.py``) or the
-defaults below, which are **assumed**, not measured. Wall time on N GPUs is the makespan of the
+GPU-hours follow from a throughput in images per second per GPU, per rule kind: the defaults
+below (:data:`DEFAULT_THROUGHPUT`), which are **assumed**, not measured; or measured ones read
+from a file (``--measured FILE``, :func:`read_measured`): the record of ``make gpu-check``
+(``results/gpu_check/gpu_check.jsonl``) or the provenance records of a previous run's training
+jobs (a ``provenance.json`` or a folder holding them: each records its run's images/s); or given
+on the command line (``--throughput distill=1800``), which wins over both. Every plan prints
+where each of its throughputs came from. Wall time on N GPUs is the makespan of the
 jobs placed longest first on the least-loaded GPU, ignoring the DAG's dependencies and each
 job's own parallelism (a lower bound when dependencies serialise jobs; seeds inside one job run
 one after another). A training job trains the seed of its ``seed`` wildcard (one job per seed,
@@ -29,8 +33,10 @@ import csv
 import difflib
 import functools
 import heapq
+import json
 import os
 import re
+import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,11 +52,16 @@ __all__ = [
     "OFFICIAL_SIZES",
     "PlanError",
     "PlannedJob",
+    "Throughputs",
     "dry_run_jobs",
     "format_plan",
     "makespan",
+    "parse_throughput",
     "plan_jobs",
+    "read_measured",
+    "resolve_throughput",
     "set_sizes",
+    "throughput_lines",
 ]
 
 
@@ -85,6 +96,10 @@ DEFAULT_THROUGHPUT: dict[str, float] = {
     "craft_student": 15000.0,
     "evaluate": 6000.0,
 }
+
+# Where a throughput came from (Throughputs.sources); measured ones say "measured: <what>".
+ASSUMED = "assumed"
+GIVEN = "given (--throughput)"
 
 _FINETUNE_KINDS = {"finetune": "table", "finetune_fractions": "fractions", "transfer": "transfer"}
 
@@ -291,12 +306,27 @@ def makespan(hours: Sequence[float], gpus: int) -> float:
 
 
 def format_plan(
-    planned: Sequence[PlannedJob], throughput: Mapping[str, float], gpus: int
+    planned: Sequence[PlannedJob],
+    throughput: Mapping[str, float],
+    gpus: int,
+    sources: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """The plan as text lines: one per job, then totals by rule and overall."""
-    lines = [
-        f"{'rule':20s} {'job':34s} {'train img':>14s} {'eval img':>12s} {'GPU-h':>9s}  work",
-    ]
+    """The plan as text lines: its throughputs and their sources, one line per job, totals.
+
+    Args:
+        planned: The jobs (:func:`plan_jobs`).
+        throughput: Images/s per GPU by rule kind (``evaluate`` for evaluation).
+        gpus: GPUs of the wall-time estimate.
+        sources: Where each rate came from (:attr:`Throughputs.sources`); without it a rate
+            equal to the default is called assumed and any other given.
+
+    Returns:
+        The lines; the last one holds the totals.
+    """
+    lines = throughput_lines(planned, throughput, sources)
+    lines.append(
+        f"{'rule':20s} {'job':34s} {'train img':>14s} {'eval img':>12s} {'GPU-h':>9s}  work"
+    )
     by_rule: dict[str, list[float]] = {}
     order = {rule: i for i, rule in enumerate(dict.fromkeys(j.rule for j in planned))}
     for job in sorted(planned, key=lambda j: (order[j.rule], list(j.wildcards.values()))):
@@ -322,22 +352,219 @@ def format_plan(
     return lines
 
 
+def throughput_lines(
+    planned: Sequence[PlannedJob],
+    throughput: Mapping[str, float],
+    sources: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Which throughput each rule kind of the plan uses, and whether it is assumed or measured.
+
+    One line per rule kind with jobs in the plan (and ``evaluate`` when a job evaluates), then
+    a blank line.
+    """
+    kinds = list(dict.fromkeys(j.rule for j in planned if j.train_images))
+    if any(j.eval_images for j in planned):
+        kinds.append("evaluate")
+    if sources is None:
+        sources = {
+            k: ASSUMED if throughput[k] == DEFAULT_THROUGHPUT.get(k) else GIVEN for k in throughput
+        }
+    lines = ["throughputs (images/s per GPU):"]
+    for kind in kinds:
+        source = sources.get(kind, ASSUMED)
+        if source == ASSUMED:
+            source = "assumed (robustkd.plan.DEFAULT_THROUGHPUT), not measured"
+        lines.append(f"  {kind:20s} {throughput[kind]:10,.0f}  {source}")
+    counts = Counter(sources.get(k, ASSUMED) == ASSUMED for k in kinds)
+    lines.append(f"  ({counts[True]} assumed, {counts[False]} measured or given)")
+    lines.append("")
+    return lines
+
+
+@dataclass
+class Throughputs:
+    """Images/s per GPU by rule kind, with where each came from.
+
+    Attributes:
+        rates: Images/s per GPU by rule kind (every kind of :data:`DEFAULT_THROUGHPUT`).
+        sources: ``"assumed"`` (the default), ``"given (--throughput)"`` or ``"measured: ..."``
+            naming the file and what in it, by rule kind.
+    """
+
+    rates: dict[str, float]
+    sources: dict[str, str]
+
+
 def parse_throughput(items: Sequence[str]) -> dict[str, float]:
     """``["distill=1800", ...]`` over the defaults.
 
     Raises:
         PlanError: An item is not ``RULE=IMAGES_PER_S`` with a known rule and a positive number.
     """
-    out = dict(DEFAULT_THROUGHPUT)
+    return resolve_throughput(items).rates
+
+
+def resolve_throughput(
+    items: Sequence[str] = (), measured: Sequence[str | os.PathLike[str]] = ()
+) -> Throughputs:
+    """The plan's throughputs: defaults, then measured files in order, then ``items``.
+
+    Args:
+        items: ``RULE=IMAGES_PER_S`` given on the command line (win over everything).
+        measured: Files or folders to read measured throughputs from (:func:`read_measured`);
+            a later one wins over an earlier one for the same rule kind.
+
+    Returns:
+        Every rule kind's rate and its source.
+
+    Raises:
+        PlanError: A bad item, or a measured file that cannot be read or holds no throughput.
+    """
+    rates = dict(DEFAULT_THROUGHPUT)
+    sources = dict.fromkeys(rates, ASSUMED)
+    for path in measured:
+        for rule, (rate, what) in read_measured(path).items():
+            rates[rule], sources[rule] = rate, f"measured: {what}"
     for item in items:
         rule, _, value = item.partition("=")
-        if rule not in out:
-            raise PlanError(f"--throughput {item!r}: unknown rule kind (known: {sorted(out)})")
+        if rule not in rates:
+            raise PlanError(f"--throughput {item!r}: unknown rule kind (known: {sorted(rates)})")
         try:
             rate = float(value)
         except ValueError:
             rate = -1.0
         if not rate > 0:
             raise PlanError(f"--throughput {item!r}: give a positive number of images/s")
-        out[rule] = rate
+        rates[rule], sources[rule] = rate, GIVEN
+    return Throughputs(rates, sources)
+
+
+def read_measured(path: str | os.PathLike[str]) -> dict[str, tuple[float, str]]:
+    """Measured images/s per GPU by rule kind, from a file or folder, with what each came from.
+
+    Three kinds of input:
+
+    - the JSON-lines record of ``make gpu-check`` (``benchmarks/gpu_check.py``): each step that
+      measured a rule kind's throughput holds ``result.plan_throughput`` (``{"distill": 2412.0}``,
+      the figure of what the config runs: its precision and compile setting);
+    - a job's ``provenance.json`` holding ``rule`` and ``train.images_per_s`` (a training job of
+      a previous run: its images over its wall time, start-up, checkpoints and loader included);
+    - a folder: every such provenance record below it (``results/``); per rule kind, the median
+      over its runs.
+
+    The step log ``log.jsonl`` of a run holds loss components per step, no images/s: give the
+    run's ``provenance.json`` (beside it) instead.
+
+    Args:
+        path: The file or folder.
+
+    Returns:
+        ``{rule: (images_per_s, description)}`` for the rule kinds of
+        :data:`DEFAULT_THROUGHPUT` found; the description names the file, the device and how
+        many runs.
+
+    Raises:
+        PlanError: The path is missing or unreadable, or holds no throughput of a known rule
+            kind.
+    """
+    p = Path(path)
+    if p.is_dir():
+        found = _measured_runs(sorted(p.rglob("*provenance.json")))
+        if not found:
+            raise PlanError(
+                f"--measured {p}: no provenance record of a training job below it (a "
+                "provenance.json with 'rule' and 'train.images_per_s')"
+            )
+        return {
+            rule: (statistics.median(r for r, _ in runs), _runs_text(p, runs))
+            for rule, runs in found.items()
+        }
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise PlanError(f"--measured {p}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict):  # one provenance record
+        found = _measured_runs([p], texts={p: whole})
+        if not found and "step" in whole and "rule" not in whole:
+            raise PlanError(
+                f"--measured {p}: a run's step log (log.jsonl: loss components per step) holds "
+                "no images/s; give the run's provenance.json beside it, or its folder"
+            )
+        if not found:
+            raise PlanError(
+                f"--measured {p}: a JSON object without 'rule' (a known rule kind) and "
+                "'train.images_per_s': not a training job's provenance record"
+            )
+        return {rule: (runs[0][0], _runs_text(p, runs)) for rule, runs in found.items()}
+    return _measured_check_record(p, text)
+
+
+def _measured_runs(
+    paths: Sequence[Path], texts: Mapping[Path, Any] | None = None
+) -> dict[str, list[tuple[float, str]]]:
+    """(images/s, device) of each training run's provenance record, by rule kind."""
+    runs: dict[str, list[tuple[float, str]]] = {}
+    for path in paths:
+        record = (texts or {}).get(path)
+        if record is None:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue  # not ours to judge here: robustkd audit names broken records
+        if not isinstance(record, dict) or record.get("rule") not in DEFAULT_THROUGHPUT:
+            continue
+        train = record.get("train")
+        rate = train.get("images_per_s") if isinstance(train, dict) else None
+        if isinstance(rate, int | float) and rate > 0:
+            runs.setdefault(record["rule"], []).append((float(rate), str(record.get("device"))))
+    return runs
+
+
+def _runs_text(path: Path, runs: Sequence[tuple[float, str]]) -> str:
+    devices = ", ".join(sorted({d for _, d in runs}))
+    n = len(runs)
+    what = "1 run" if n == 1 else f"median of {n} runs"
+    return f"{path} ({what}, device {devices})"
+
+
+def _measured_check_record(path: Path, text: str) -> dict[str, tuple[float, str]]:
+    """The throughputs of a ``make gpu-check`` record (JSON lines)."""
+    header: dict[str, Any] = {}
+    out: dict[str, tuple[float, str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise PlanError(
+                f"--measured {path}, line {number}: not JSON; give the JSON-lines record of "
+                "make gpu-check, a provenance.json or a folder of them"
+            ) from None
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("kind") == "header":
+            header = entry
+        result = entry.get("result")
+        rates = result.get("plan_throughput") if isinstance(result, dict) else None
+        if entry.get("status") != "ok" or not isinstance(rates, dict):
+            continue
+        device = result.get("device") or header.get("device") or "unknown device"
+        mode = f", {header['mode']} mode" if header.get("mode") else ""
+        model = f" {result['model']} batch {result.get('batch')}," if result.get("model") else ""
+        for rule, rate in rates.items():
+            if rule in DEFAULT_THROUGHPUT and isinstance(rate, int | float) and rate > 0:
+                what = f"{path} (gpu_check step {entry.get('step')}:{model} {device}{mode})"
+                out[rule] = (float(rate), what)
+    if not out:
+        raise PlanError(
+            f"--measured {path}: no throughput of a rule kind in it (a gpu_check record's steps "
+            "hold result.plan_throughput; a training job's provenance.json holds "
+            "train.images_per_s; a run's step log log.jsonl holds neither: give its "
+            "provenance.json)"
+        )
     return out
