@@ -21,7 +21,7 @@ import torch
 from robustkd import joblog
 from robustkd.data.imagenet100 import prepare, write_demo_raw
 from robustkd.engine.checkpoint import load_checkpoint
-from robustkd.engine.loop import STOP_ENV
+from robustkd.engine.faults import STOP_ENV
 from robustkd.models.backbones import create_backbone
 from tests import bounded
 

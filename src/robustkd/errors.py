@@ -1,6 +1,6 @@
 """Exceptions raised by robustkd; each message names the offending file, key or value."""
 
-__all__ = ["ConfigError", "DataError", "OutputError", "RobustKDError"]
+__all__ = ["ConfigError", "DataError", "OutputError", "PlanError", "RobustKDError"]
 
 
 class RobustKDError(Exception):
@@ -21,3 +21,7 @@ class OutputError(RobustKDError, OSError):
     Also an :class:`OSError` (``errno`` is the cause's), so that code catching the error of a
     failed write still catches it.
     """
+
+
+class PlanError(RobustKDError):
+    """A plan cannot be made (Snakemake failed, a dataset's size is unknown, bad throughput)."""
