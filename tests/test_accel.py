@@ -125,3 +125,22 @@ def test_a_copied_student_has_a_tap_of_its_own():
     s = vit_forward(student, x, with_attention=True).attn_logits
     assert not torch.equal(t, s)
     assert torch.equal(vit_forward(teacher, x, with_attention=True).attn_logits, t)
+
+
+def test_training_and_evaluation_set_tf32_through_one_api():
+    """Training's tf32 switch and evaluation's TF32 context use the same PyTorch API (2.9 and
+    later refuse to mix `allow_tf32` with `fp32_precision`); each restores what it found."""
+    from robustkd.engine.accel import apply_tf32, restore_tf32
+    from robustkd.engine.evaluate import _tf32
+
+    matmul = torch.backends.cuda.matmul
+    api = "fp32_precision" if hasattr(matmul, "fp32_precision") else "allow_tf32"
+    before = getattr(matmul, api)
+    saved = apply_tf32(False)  # as a training run with tf32: false sets it
+    assert saved[0] == api
+    off = getattr(matmul, api)
+    with _tf32():  # evaluation inside that run
+        assert getattr(matmul, api) in ("tf32", True)
+    assert getattr(matmul, api) == off
+    restore_tf32(saved)
+    assert getattr(matmul, api) == before

@@ -385,3 +385,16 @@ def test_only_blur_is_deterministic():
     assert create_distortion({"family": "blur", "kernel": 3, "sigma": 1.0}).is_random is False
     assert create_distortion({"family": "mask", "p": 0.5}).is_random is True
     assert create_distortion({"family": "noise", "sigma": 0.1}).is_random is True
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (3, 3, 17, 23)])
+def test_blur_under_autocast_is_the_float32_blur(shape):
+    # Issue 25, point 6: training distorts under autocast, evaluation without; the blur's matrix
+    # products ran in bf16 in the first and float32 in the second. They run in float32 in both.
+    x = torch.rand(shape, generator=gen(0))
+    blur = GaussianBlur(9, 1.3)
+    want = blur(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = blur(x)
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want)

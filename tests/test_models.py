@@ -304,3 +304,50 @@ def test_clip_rn101_keeps_its_embedding_projection():
     with torch.no_grad():  # the attention-pool head on a (1, 2048, 7, 7) feature map
         emb = model.forward_head(torch.randn(1, model.num_features, 7, 7))
     assert emb.shape == (1, 512)  # CLIP encode_image, not the 2048-d pre-projection features
+
+
+def _bf16_logits(attn: torch.nn.Module, qkv: torch.Tensor, npre: int) -> torch.Tensor:
+    """The tap's formula as it ran before issue 25 under autocast: logits formed in bf16."""
+    b, t, _ = qkv.shape
+    qkv = qkv.reshape(b, t, 3, attn.num_heads, attn.head_dim)
+    q = (attn.q_norm(qkv[:, 0, 0]) * attn.scale).unsqueeze(-2)  # (B, H, 1, hd)
+    k = attn.k_norm(qkv[:, npre:, 1].transpose(1, 2))  # (B, H, N, hd)
+    return (q @ k.transpose(-2, -1)).squeeze(-2)  # (B, H, N)
+
+
+def test_attention_logits_are_float32_under_autocast():
+    # Issue 25, point 6: under autocast the CLS->patch logits were formed in bf16 before the
+    # loss's float32 softmax. The tap now forms them in float32 from the projection's output.
+    torch.manual_seed(0)
+    teacher, student = (create_backbone(tiny_spec()).eval() for _ in range(2))
+    for model in (teacher, student):
+        with torch.no_grad():  # logits of tens, as a trained ViT's CLS attention has
+            model.blocks[-1].attn.qkv.weight.mul_(20.0)
+    x = torch.randn(4, 3, 16, 16)
+    kl = {}
+    for name, model in (("teacher", teacher), ("student", student)):
+        qkv: list[torch.Tensor] = []
+        hook = model.blocks[-1].attn.qkv.register_forward_hook(
+            lambda m, i, out, kept=qkv: kept.append(out)
+        )
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = vit_forward(model, x, with_attention=True).attn_logits
+            before = _bf16_logits(model.blocks[-1].attn, qkv[0], model.num_prefix_tokens)
+        hook.remove()
+        assert qkv[0].dtype == torch.bfloat16 and before.dtype == torch.bfloat16
+        assert logits.dtype == torch.float32
+        # The reference: the same bf16 projection, the logits formed in float64.
+        exact = _bf16_logits(model.blocks[-1].attn, qkv[0].double(), model.num_prefix_tokens)
+        assert exact.abs().max() > 10
+        assert (logits.double() - exact).abs().max() <= 1e-6 * exact.abs().max()
+        kl[name] = (logits, before, exact)
+    loss = MultiLevelLoss(lambda_g=0.0, lambda_l=0.0, lambda_a=1.0, tau=2.0)
+    (now, before, exact) = (
+        loss(
+            ViTOutputs(x.new_zeros(4, 48), x.new_zeros(4, 16, 48), kl["student"][i]),
+            ViTOutputs(x.new_zeros(4, 48), x.new_zeros(4, 16, 48), kl["teacher"][i]),
+        )["attention"].item()
+        for i in range(3)
+    )
+    moved_now, moved_before = abs(now - exact) / exact, abs(before - exact) / exact
+    assert moved_now < 1e-5 < moved_before

@@ -82,7 +82,8 @@ class GaussianBlur(Distortion):
     torchvision convolves with a 2-D kernel after reflect padding. The Gaussian is separable,
     so we instead multiply by two precomputed (H, H) and (W, W) matrices, blurring along rows
     then columns, with the reflect padding folded into the matrices: ``out = M_H @ x @ M_W^T``.
-    This is about 10x faster on CPU and equal to torchvision within ~1e-6 in float32.
+    This is about 10x faster on CPU and equal to torchvision within ~1e-6 in float32. The
+    products run in float32 (float64 for float64 images) even under autocast.
 
     Where torchvision fails (``kernel // 2 >= H`` or ``W``: torch's reflect padding needs the
     padding smaller than the image), taps are reflected repeatedly, i.e. the image is continued
@@ -135,6 +136,9 @@ class GaussianBlur(Distortion):
         dtype = compute_dtype(x.dtype)
         m_h = self.matrix(h, x.device, dtype)  # (H, H)
         m_w = self.matrix(w, x.device, dtype)  # (W, W)
-        out = x.to(dtype) @ m_w.T  # (B, C, H, W): blur along each row
-        out = m_h @ out  # (B, C, H, W): blur along each column
+        # Autocast off: under mixed precision (training) the products would run in bf16/fp16
+        # and evaluation's in float32; the distorted pixels must not depend on the caller.
+        with torch.autocast(x.device.type, enabled=False):
+            out = x.to(dtype) @ m_w.T  # (B, C, H, W): blur along each row
+            out = m_h @ out  # (B, C, H, W): blur along each column
         return out.to(x.dtype)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["compile_step", "set_tf32"]
+__all__ = ["apply_tf32", "compile_step", "restore_tf32", "set_tf32"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,35 @@ def set_tf32(device: torch.device, enabled: bool) -> bool:
     """
     if device.type != "cuda":
         return False
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+    apply_tf32(enabled)
     return enabled
+
+
+def apply_tf32(enabled: bool) -> tuple[str, Any, Any]:
+    """Set the CUDA TF32 switches (matrix products, convolutions); return the previous ones.
+
+    PyTorch 2.9 and later refuse to mix their two ways of setting TF32 (``fp32_precision`` and
+    the older ``allow_tf32``): training (:func:`set_tf32`) and evaluation
+    (:mod:`robustkd.engine.evaluate`) both go through here, with the newer one where it exists.
+
+    Returns:
+        What :func:`restore_tf32` needs to put the previous settings back.
+    """
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(matmul, "fp32_precision") and hasattr(getattr(conv, "conv", None), "fp32_precision"):
+        saved = ("fp32_precision", matmul.fp32_precision, conv.conv.fp32_precision)
+        matmul.fp32_precision = conv.conv.fp32_precision = "tf32" if enabled else "ieee"
+        return saved
+    saved = ("allow_tf32", matmul.allow_tf32, conv.allow_tf32)
+    matmul.allow_tf32 = conv.allow_tf32 = enabled
+    return saved
+
+
+def restore_tf32(saved: tuple[str, Any, Any]) -> None:
+    """Put back the TF32 switches :func:`apply_tf32` returned."""
+    api, mm, cv = saved
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn
+    if api == "fp32_precision":
+        matmul.fp32_precision, conv.conv.fp32_precision = mm, cv
+    else:
+        matmul.allow_tf32, conv.allow_tf32 = mm, cv

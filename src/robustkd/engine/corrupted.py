@@ -12,9 +12,11 @@ uint8 (the benchmark stores 8-bit images too) and read by every model:
 :func:`corrupt_evalset_job` writes ``{corruption}.npy`` (N x S rows, severity 1 first: shape
 (S_n N, H, W, 3)) and ``labels.npy`` (N,); chunk ``k`` of severity ``s`` of corruption ``c``
 draws from ``seeded_generator("cpu", seed, crc32(c), s, k)``, so the set is a function of the
-seed and the chunk size. :func:`corruption_eval_job` scores each classifier with the existing
-evaluation engine (:func:`robustkd.engine.evaluate.evaluate_classifier`), the stored images
-being its test set and no further distortion applied: there is no second evaluation loop.
+seed and the chunk size. :func:`corruption_eval_job` scores every seed's classifier with the
+evaluation engine (:func:`robustkd.engine.evaluate.evaluate_parts`), the stored images being
+its test set and no further distortion applied: there is no second evaluation loop. The whole
+set is one dataset (:class:`~robustkd.engine.storedsets.StoredCorruptions`) read in one pass
+through one loader, each batch scored by every classifier.
 
 Why stored, not regenerated per model: the generation job records its time per corruption,
 and each evaluation job records its time to read the set; docs/beyond.md compares them (the
@@ -32,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from robustkd.atomic import save_npy_atomic, write_json_atomic
 from robustkd.corruptions import (
@@ -45,45 +46,22 @@ from robustkd.corruptions import (
 from robustkd.data.prepared import PreparedDataset
 from robustkd.distortions import seeded_generator
 from robustkd.engine.data import ViewConfig, epoch_batches, load_image_set, make_loader
-from robustkd.engine.evaluate import evaluate_classifier
+from robustkd.engine.evaluate import EvalLoader, evaluate_parts
 from robustkd.engine.inputs import eval_setup, eval_split
 from robustkd.engine.jobsetup import set_threads, write_run_provenance
+from robustkd.engine.storedsets import ArraySet, StoredCorruptions
 from robustkd.provenance import now_iso, record_beside, write_provenance
 from robustkd.readback import load_array
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ArraySet", "corrupt_evalset_job", "corruption_eval_job", "summarise_seed"]
-
-
-class ArraySet(Dataset):
-    """Stored uint8 images as an evaluation set: items ``(uint8 (3, H, W), int64 label)``.
-
-    Args:
-        images: (N, H, W, 3) uint8 (a memory map is fine).
-        labels: (N,) class indices.
-
-    Raises:
-        ValueError: Shapes that do not match (named).
-    """
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(
-                f"ArraySet: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}"
-            )
-        if len(images) != len(labels):
-            raise ValueError(f"ArraySet: {len(images)} images but {len(labels)} labels")
-        self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
-
-    def __len__(self) -> int:
-        """Number of images."""
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image ``i`` as uint8 (3, H, W) and its label."""
-        img = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
-        return img, torch.tensor(self.labels[i])
+__all__ = [
+    "ArraySet",
+    "StoredCorruptions",
+    "corrupt_evalset_job",
+    "corruption_eval_job",
+    "summarise_seed",
+]
 
 
 def _clean_eval_images(
@@ -253,7 +231,7 @@ def corruption_eval_job(
         corrupted: Corruption -> its stored ``.npy`` (:func:`corrupt_evalset_job`).
         labels: The stored ``labels.npy``.
         severities: The severities stored, in file order.
-        evaluation: ``batch_size``.
+        evaluation: ``batch_size``, ``amp``.
         views: The views config (normalisation comes from the backbone).
         out: The ``corruptions.json`` to write.
         threads: CPU threads.
@@ -280,49 +258,36 @@ def corruption_eval_job(
     view = env.view
     t0 = time.perf_counter()
     y = load_array(labels, "corrupted-set labels")
-    sets = {}
-    for name, path in corrupted.items():
-        arr = load_array(path, "corrupted evaluation set", mmap_mode="r")
+    data = StoredCorruptions(list(corrupted.values()), y, len(severities))
+    for path, arr in zip(corrupted.values(), data.arrays(), strict=True):
         if arr.shape[1:] != (view.size, view.size, 3) or len(arr) != len(y) * len(severities):
             raise ValueError(
                 f"{path}: shape {arr.shape}, expected ({len(y) * len(severities)}, {view.size}, "
                 f"{view.size}, 3) for {len(y)} images x {len(severities)} severities at the "
                 f"backbone's {view.size} px; delete it and rerun corrupt_evalset"
             )
-        sets[name] = arr
     read_seconds = time.perf_counter() - t0
+    # One pass: every batch read once, scored by every seed's classifier; one loader, its
+    # workers started once for the whole job.
+    cells = [(name, int(s)) for name in corrupted for s in severities]
+    parts = [data.part(f, j) for f in range(len(corrupted)) for j in range(len(severities))]
+    loader = EvalLoader(data, env.workers)
+    t1 = time.perf_counter()
+    scores = evaluate_parts(
+        [env.classifier(backbone, path) for path in models],
+        loader,
+        parts,
+        env.normalize,
+        batch_size=int(evaluation["batch_size"]),
+        device=env.device,
+        amp=bool(evaluation.get("amp", False)),
+    )
+    read_seconds += loader.wait_seconds
+    eval_seconds = time.perf_counter() - t1 - loader.wait_seconds
     results: list[dict[str, Any]] = []
-    eval_seconds = 0.0
-    for seed, path in zip(seeds, models, strict=True):
-        clf = env.classifier(backbone, path)
-        for name, arr in sets.items():
-            for j, s in enumerate(severities):
-                t1 = time.perf_counter()
-                part = ArraySet(np.asarray(arr[j * len(y) : (j + 1) * len(y)]), y)
-                read_seconds += time.perf_counter() - t1
-                t1 = time.perf_counter()
-                m = evaluate_classifier(
-                    clf,
-                    part,  # type: ignore[arg-type]  # an ImageSet's item contract
-                    None,
-                    env.normalize,
-                    repeats=1,
-                    seed=int(seed),
-                    batch_size=int(evaluation["batch_size"]),
-                    device=env.device,
-                    workers=env.workers,
-                )
-                eval_seconds += time.perf_counter() - t1
-                results.append(
-                    {
-                        "seed": int(seed),
-                        "corruption": name,
-                        "severity": int(s),
-                        "top1": m["top1"],
-                        "top5": m["top5"],
-                        "n": m["n"],
-                    }
-                )
+    for seed, per_part in zip(seeds, scores, strict=True):
+        for (name, s), m in zip(cells, per_part, strict=True):
+            results.append({"seed": int(seed), "corruption": name, "severity": s, **m})
         log.info(
             "seed %d: mean top-1 over corruptions %.2f%%",
             seed,

@@ -108,6 +108,7 @@ def pretrain_job(
         batch_size=evaluation.get("batch_size", 256),
         device=dev,
         workers=workers,
+        amp=bool(evaluation.get("amp", False)),
     )
     metrics.update(chance=100.0 / len(prepared.classes), train=summary)
     save_weights(out_weights, clf.backbone.cpu())
@@ -294,7 +295,7 @@ def finetune_job(
         runs: The runs (datasets x label fractions x seeds) of this job.
         distortion: The distortion's config entry (train and test); None for clean images.
         train_cfg: :class:`TrainConfig` settings.
-        evaluation: ``repeats``, ``batch_size``.
+        evaluation: ``repeats``, ``batch_size``, ``amp``.
         views: ``crop_scale``, ``preload_size``.
         threads: CPU threads.
         device: Device name or ``auto``.
@@ -358,6 +359,7 @@ def finetune_job(
             batch_size=int(evaluation["batch_size"]),
             device=dev,
             workers=workers,
+            amp=bool(evaluation.get("amp", False)),
         )
         metrics.update(
             split=eval_split(prepared),

@@ -14,7 +14,7 @@ from typing import Any
 
 from robustkd.atomic import write_json_atomic
 from robustkd.engine.data import load_image_set
-from robustkd.engine.evaluate import evaluate_classifier
+from robustkd.engine.evaluate import EvalLoader, evaluate_classifier
 from robustkd.engine.inputs import eval_setup, eval_split, resolve_distortion
 from robustkd.engine.jobsetup import write_run_provenance
 from robustkd.provenance import now_iso, record_beside
@@ -49,7 +49,7 @@ def ladder_job(
         data_dir: Prepared ImageNet-100.
         tests: Test distortion name -> config entry (the training one first); None tests
             clean images (Table 4's clean row).
-        evaluation: ``repeats``, ``batch_size``.
+        evaluation: ``repeats``, ``batch_size``, ``amp``.
         views: ``preload_size``.
         out: The ``ladder.json`` to write.
         threads: CPU threads.
@@ -72,6 +72,7 @@ def ladder_job(
     test_set = load_image_set(
         env.prepared, split, env.view, train=False, preload_size=views.get("preload_size")
     )
+    loader = EvalLoader(test_set, env.workers)  # its workers serve every seed and test
     results = []
     for seed, path in zip(seeds, models, strict=True):
         clf = env.classifier(backbone, path)
@@ -85,7 +86,8 @@ def ladder_job(
                 seed=seed,
                 batch_size=int(evaluation["batch_size"]),
                 device=env.device,
-                workers=env.workers,
+                amp=bool(evaluation.get("amp", False)),
+                loader=loader,
             )
             results.append({"seed": seed, "distortion": name, "spec": dict(spec or {}), **m})
             log.info("seed %d, test %s: top-1 %.2f%%", seed, name, m["top1"])

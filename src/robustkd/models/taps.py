@@ -11,12 +11,14 @@ the CLS row ``q_cls . k_patch * scale`` is formed, (B, H, N), never the N x N ma
 ``softmax`` of these logits equals row 0 of timm's unfused attention matrix restricted to the
 patch columns and renormalised (the prefix columns - CLS and register tokens - are excluded, as
 the paper distils "the class token attending to all patch tokens").
+They are formed in float32 with autocast off, whatever the precision of the forward pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["ViTOutputs", "attach_attention_tap", "cls_patch_attention_logits", "vit_forward"]
@@ -65,14 +67,22 @@ def cls_patch_attention_logits(attn: nn.Module, qkv: Tensor, num_prefix_tokens: 
         num_prefix_tokens: Number of CLS/register tokens before the patches (CLS at index 0).
 
     Returns:
-        Logits of shape (B, H, N), N = T - num_prefix_tokens.
+        Logits of shape (B, H, N), N = T - num_prefix_tokens, in float32 (float64 for a
+        float64 ``qkv``): formed with autocast disabled from ``qkv`` upcast, whatever the
+        precision of the forward pass (the ``q_norm``/``k_norm`` of a qk-norm model run in
+        float32 too).
     """
     b, t, _ = qkv.shape
-    qkv = qkv.reshape(b, t, 3, attn.num_heads, attn.head_dim)  # (B, T, 3, H, hd)
-    q_cls = attn.q_norm(qkv[:, 0, 0])  # (B, H, hd)
-    k_patch = attn.k_norm(qkv[:, num_prefix_tokens:, 1].transpose(1, 2))  # (B, H, N, hd)
-    q_cls = (q_cls * attn.scale).unsqueeze(-2)  # (B, H, 1, hd)
-    return (q_cls @ k_patch.transpose(-2, -1)).squeeze(-2)  # (B, H, N)
+    # float32 at least, autocast off: under mixed precision the projection runs in bf16/fp16,
+    # but the logits the loss reads are not rounded to it (bf16 rounds a logit near 30 by up
+    # to 0.06).
+    qkv = qkv.to(torch.promote_types(qkv.dtype, torch.float32))
+    with torch.autocast(qkv.device.type, enabled=False):
+        qkv = qkv.reshape(b, t, 3, attn.num_heads, attn.head_dim)  # (B, T, 3, H, hd)
+        q_cls = attn.q_norm(qkv[:, 0, 0])  # (B, H, hd)
+        k_patch = attn.k_norm(qkv[:, num_prefix_tokens:, 1].transpose(1, 2))  # (B, H, N, hd)
+        q_cls = (q_cls * attn.scale).unsqueeze(-2)  # (B, H, 1, hd)
+        return (q_cls @ k_patch.transpose(-2, -1)).squeeze(-2)  # (B, H, N)
 
 
 class _QkvTap:
