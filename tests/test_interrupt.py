@@ -73,7 +73,10 @@ def _distill(root: Path, out: Path, stop_at: int | None = None):
         "outputs": [str(out)],
         "threads": 3,  # 2 data-loader workers: they get the terminal's SIGINT too
     }
+    # SIGINT at its default, as for a job in a terminal's foreground group (a shell starts a
+    # background job, CI's for one, with SIGINT ignored, and children inherit that).
     code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "import json, sys; from robustkd.engine.jobs import distill_job; "
         "from robustkd.joblog import configure_job_logging; "
         "configure_job_logging(sys.argv[2]); distill_job(**json.loads(sys.argv[1]))"

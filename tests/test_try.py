@@ -37,7 +37,7 @@ def test_make_try_runs_the_documented_command():
 
 
 def test_the_try_is_table1_of_the_tiny_overlay(tmp_path):
-    """Its dry run, as typed in the checkout (into a scratch working directory): 17 small jobs."""
+    """Its dry run, as typed in the checkout (into a scratch working directory): 18 small jobs."""
     args = shlex.split(COMMAND)[1:]
     args[args.index("-d") + 1] = str(tmp_path / "tiny")
     proc = bounded.run(
@@ -57,5 +57,6 @@ def test_the_try_is_table1_of_the_tiny_overlay(tmp_path):
         "distill_ci": 2,
         "finetune": 6,
         "make_table": 1,
+        "provenance_page": 1,
         "table1": 1,
     }
