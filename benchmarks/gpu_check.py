@@ -724,8 +724,11 @@ def step_matmul_peak(ctx: Context) -> dict:
     out["n"] = n
     kinds = [("bf16", torch.bfloat16, False), ("fp16", torch.float16, False)]
     kinds += [("tf32", torch.float32, True), ("fp32", torch.float32, False)]
+    from robustkd.engine.accel import apply_tf32, restore_tf32
+
+    saved = apply_tf32(False)  # the API training and evaluation use (torch 2.9+ refuse a mix)
     for name, dtype, tf32 in kinds:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+        apply_tf32(tf32)
         size = n if dtype != torch.float32 or tf32 or not ctx.gpu else n // 2
         a = torch.randn(size, size, device=device, dtype=dtype)
         b = torch.randn(size, size, device=device, dtype=dtype)
@@ -738,9 +741,10 @@ def step_matmul_peak(ctx: Context) -> dict:
             a @ b
         sync(device)
         seconds = time.perf_counter() - t0
-        out["tflops"][name] = round(2 * size**3 * reps / seconds / 1e12, 2)
+        # 4 significant digits: a CPU's bf16 product (AVX2 kernels) is well below 0.01 TFLOP/s.
+        out["tflops"][name] = float(f"{2 * size**3 * reps / seconds / 1e12:.4g}")
         del a, b
-    torch.backends.cuda.matmul.allow_tf32 = False
+    restore_tf32(saved)
     out["peak_bf16_tflops"] = out["tflops"]["bf16"]
     return out
 
@@ -782,8 +786,9 @@ def step_precision(ctx: Context) -> dict:
     images = images.to(device)
     labels = torch.zeros(batch, dtype=torch.long, device=device)
     params = [p for p in student.parameters() if p.requires_grad]
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    from robustkd.engine.accel import apply_tf32
+
+    apply_tf32(False)  # plain float32 reference, through the API the pipeline uses
 
     def run(dtype):
         autocast = (
