@@ -2,6 +2,7 @@
 #   make setup  create .venv: the package, PyTorch, Snakemake and the test tools
 #   make try    set up .venv and build Table 1 of the tiny overlay into tiny/ (about a minute)
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
+#   make study  set up .venv and decide the miniature's claims with 10 seeds, in study/
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
 #   make results-docs RUN=<dir>   docs/results.md and the README's results block from a run
 #   make gpu-check  the GPU check (benchmarks/gpu_check.py): on one NVIDIA GPU at most 8 min;
@@ -19,8 +20,10 @@ AVX2_ONLY := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
 # Where `make try` runs (its results/, logs/ and .snakemake/; apart from the demo's results/).
 TRY_DIR ?= tiny
+# Where `make study` runs (config/study.yaml), apart from the demo's results/.
+STUDY_DIR ?= study
 
-.PHONY: setup try demo test test-avx2 results-docs gpu-check clean
+.PHONY: setup try demo study test test-avx2 results-docs gpu-check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +41,11 @@ try: setup
 
 demo: setup
 	$(BIN)/snakemake all --cores $(CORES) --configfile config/demo.yaml
+
+study: setup
+	$(BIN)/snakemake study --cores $(CORES) --configfile config/demo.yaml config/study.yaml \
+		-d $(STUDY_DIR)
+	@echo "The study's claims: $(STUDY_DIR)/results/tables/claims.md"
 
 test: setup
 	$(BIN)/ruff check .
@@ -73,4 +81,4 @@ else
 endif
 
 clean:
-	rm -rf results logs .snakemake $(TRY_DIR)
+	rm -rf results logs .snakemake $(TRY_DIR) $(STUDY_DIR)

@@ -176,6 +176,32 @@ def test_demo_claims_cover_every_comparison_the_paper_makes():
         assert math.isclose(sum(t.coef for t in c.terms), 0.0)  # differences, never levels
 
 
+def test_the_study_tests_its_four_sources_with_ten_seeds_and_the_demo_says_it_is_preliminary(
+    tmp_path,
+):
+    demo = load_config(ROOT / "config" / "config.yaml", ROOT / "config" / "demo.yaml")
+    cfg = ROOT / "config"
+    study = load_config(cfg / "config.yaml", cfg / "demo.yaml", cfg / "study.yaml")
+    everything, decisive = paper_claims(demo), paper_claims(study)
+    assert {c.source for c in decisive} == {"Table 1", "Table 3", "Fig 3", "Fig 2"}
+    assert [c.key for c in decisive] == [c.key for c in everything if c.source != "Table 2"]
+    assert all(c.seeds == tuple(range(10)) for c in decisive)
+    # The study reads ImageNet-100 runs only, and of Fig 3 the lowest and highest fractions.
+    inputs = claim_inputs(decisive)
+    assert all("/imagenet100/" in f for f in inputs)
+    assert {f.split("/frac")[1].split("/")[0] for f in inputs if "/frac" in f} == {"0.04", "1"}
+    claim = _pair_claim(tmp_path, "a", [60.0, 62.0, 61.0], [50.0, 51.0, 49.5])
+    build_claims_table([claim], tmp_path / "demo", decision=demo["claims"])
+    build_claims_table([claim], tmp_path / "study", decision=study["claims"])
+    banner = "*Preliminary verdicts: this run has too few seeds to decide most claims."
+    assert banner in (tmp_path / "demo.md").read_text()
+    assert (
+        "`make study`, written to `study/results/tables/claims.md`"
+        in (tmp_path / "demo.md").read_text()
+    )
+    assert "Preliminary" not in (tmp_path / "study.md").read_text()
+
+
 @pytest.mark.e2e
 def test_claims_target_of_the_tiny_run_is_audited(tiny_run):
     df = pd.read_csv(tiny_run / "results/tables/claims.csv")

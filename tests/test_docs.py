@@ -47,7 +47,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_README_LINES = 220
 SOURCE_EXTENSIONS = {".py", ".smk", ".rst", ".yaml", ".yml", ".toml", ".cff", ".md", ".sh"}
-RUN_ROOTS = {"results", "logs", ".snakemake", ".venv"}
+RUN_ROOTS = {"results", "logs", ".snakemake", ".venv", "tiny", "study"}  # run folders
 # Files of other projects (or a user's own) that the docs name on purpose.
 EXTERNAL = {
     "make_cifar_c.py",  # hendrycks/robustness, the CIFAR-10-C generator
@@ -56,7 +56,7 @@ EXTERNAL = {
     "mysite/config.yaml",  # the user's site profile in the cluster examples
     "partitions.yaml",  # the SLURM plugin's partition file, the user's own
 }
-NOT_SCANNED = {".git", ".venv", "results", "logs", ".snakemake", "__pycache__", ".pytest_cache"}
+NOT_SCANNED = {".git", "__pycache__", ".pytest_cache", *RUN_ROOTS}
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^()\s]+)(?:\s+\"[^\"]*\")?\)")

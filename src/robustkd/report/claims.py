@@ -121,7 +121,8 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
         config: The merged workflow config (``experiments``, ``seeds``, ``distortions``).
 
     Returns:
-        The claims in the paper's order: Table 1, Table 3, Fig 3, Fig 2, Table 2.
+        The claims in the paper's order: Table 1, Table 3, Fig 3, Fig 2, Table 2; only those
+        of ``claims.sources`` where the config names them (the experiments of the family).
     """
     seeds = tuple(int(s) for s in config["seeds"])
     exp = config["experiments"]
@@ -246,7 +247,8 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
                         Term(label[base], 1.0, _files(base, d, seeds, dataset=ds)),
                     )
                 )
-    return claims
+    sources = config.get("claims", {}).get("sources")
+    return claims if not sources else [c for c in claims if c.key.split("/")[0] in sources]
 
 
 def claim_inputs(claims: Sequence[Claim]) -> list[str]:

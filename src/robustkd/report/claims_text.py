@@ -21,19 +21,25 @@ def _points(x: float) -> str:
     return f"{x:.1f}" if math.isfinite(x) else "n/a"
 
 
-def claims_markdown(rows: Sequence[Mapping[str, Any]], rule: Mapping[str, float]) -> str:
+def claims_markdown(rows: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) -> str:
     """The claims table in Markdown: counts, one row per claim, and how verdicts are made.
 
     Args:
         rows: The rows of :func:`robustkd.report.claims.build_claims_table`.
-        rule: The config's ``claims`` section (``alpha``, ``power``, ``equivalence_margin``).
+        rule: The config's ``claims`` section (``alpha``, ``power``, ``equivalence_margin``;
+            ``preliminary``, where another run decides: its ``command`` and ``table``).
     """
     counts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
     ns = sorted({r["n"] for r in rows})
     margin = float(rule["equivalence_margin"])
-    lines = [
-        "**The main paper's claims, tested on this run**",
-        "",
+    lines = ["**The main paper's claims, tested on this run**", ""]
+    if later := rule.get("preliminary"):
+        lines += [
+            "*Preliminary verdicts: this run has too few seeds to decide most claims. The "
+            f"decisive table is that of `{later['command']}`, written to `{later['table']}`.*",
+            "",
+        ]
+    lines += [
         f"{len(rows)} claims: {counts['supported']} supported, {counts['contradicted']} "
         f"contradicted, {counts['equivalent']} equivalent (no difference of {margin:g} points "
         f"or more), {counts['undecided']} undecided at this size (n = "
