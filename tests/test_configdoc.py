@@ -2,18 +2,22 @@
 
 config/README.md is generated (``python -m robustkd.configdoc > config/README.md``) from
 config/schema.yaml, config/config.yaml and config/demo.yaml; these tests fail when a property
-of the schema has no description, when a value has no source, or when the file is stale.
+of the schema has no description, when a value has no source, or when the file is stale. They
+also fail when a key whose source says "assumed" is not a row of docs/assumptions.md.
 """
 
 import copy
+import re
 
 import pytest
 import yaml
 
 from robustkd import configdoc
 from robustkd.config import load_config
+from robustkd.configdoc.schema import ITEM, NAME, SOURCE
 
 REGENERATE = "run `python -m robustkd.configdoc > config/README.md` and commit the result"
+ASSUMED = re.compile(r"\bassumed\b")
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +132,100 @@ def test_a_shared_key_shows_the_source_of_its_use():
 )
 def test_type_text(schema, text):
     assert configdoc.type_text(schema) == text
+
+
+def assumed_keys(schema) -> list[configdoc.Key]:
+    """The keys whose source, as config/README.md shows it for their path, says "assumed"."""
+    found = []
+    for key in configdoc.keys(schema):
+        _, *source = SOURCE.split(key.description, maxsplit=1)
+        if source and ASSUMED.search(configdoc.source_for(key.path, source[0])):
+            found.append(key)
+    return found
+
+
+def documented_keys(text: str) -> list[str]:
+    """The backticked keys of the "config key" cells (the second) of a page's table rows."""
+    found = []
+    for line in text.splitlines():
+        cells = line.strip().strip("|").split("|")
+        if line.startswith("|") and len(cells) >= 3:
+            found += re.findall(r"`([^`]+)`", cells[1])
+    return found
+
+
+def _concrete(key: configdoc.Key, config) -> list[str]:
+    """``key``'s dotted names in ``config``: each named entry (of its families) for ``<name>``."""
+    names = [()]
+    for part in key.path:
+        if part == ITEM:
+            continue
+        if part != NAME:
+            names = [(*n, part) for n in names]
+            continue
+        grown = []
+        for name in names:
+            node = config
+            for step in name:
+                node = node.get(step, {}) if isinstance(node, dict) else {}
+            entries = [
+                e
+                for e, v in (node.items() if isinstance(node, dict) else [])
+                if not key.families or (isinstance(v, dict) and v.get("family") in key.families)
+            ]
+            grown += [(*name, e) for e in entries] or [(*name, NAME)]
+        names = grown
+    return [".".join(n) for n in names]
+
+
+def _pattern(documented: str) -> str:
+    """A documented key as a regex: ``*`` and ``<...>`` stand for any text."""
+    parts = re.split(r"(\*|<[^>]*>)", documented)
+    return "".join(".+?" if p == "*" or p.startswith("<") else re.escape(p) for p in parts)
+
+
+def undocumented_assumptions(schema, config, page: str) -> list[str]:
+    """The assumed keys that no row of ``page`` names: itself, a section above it or a pattern
+    matching either (``loss.lambda_*``, ``training.<kind>.amp``); a section also counts as named
+    by a row of a key below it."""
+    documented = documented_keys(page)
+    missing = []
+    for key in assumed_keys(schema):
+        names = _concrete(key, config)
+        above = any(
+            re.fullmatch(_pattern(d) + r"(\..+)?", name) for d in documented for name in names
+        )
+        below = not key.leaf and any(
+            re.match(re.escape(name) + r"\.", d) for d in documented for name in names
+        )
+        if not (above or below):
+            missing.append(key.dotted)
+    return missing
+
+
+def test_every_assumed_key_is_in_the_assumptions_page(repo_root, schema):
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    page = (repo_root / "docs" / "assumptions.md").read_text()
+    missing = undocumented_assumptions(schema, config, page)
+    assert not missing, (
+        "keys whose schema source says 'assumed' but that no row of docs/assumptions.md names "
+        f"(add a row with the key in backticks in its 'config key' cell): {missing}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("| 3 seeds;", ["seeds"]),
+        ("| Claims' family-wise", ["claims.alpha", "claims.power", "claims.equivalence_margin"]),
+        ("| `mixed` draws", ["distortions.<name>.rates"]),  # a named entry, by its family
+        ("| lambda_g = 1,", ["loss.lambda_g", "loss.lambda_l", "loss.lambda_a"]),  # a pattern
+    ],
+)
+def test_a_missing_assumption_row_is_found(repo_root, schema, row, expected):
+    config = yaml.safe_load((repo_root / "config" / "config.yaml").read_text())
+    page = (repo_root / "docs" / "assumptions.md").read_text()
+    lines = page.splitlines()
+    kept = [line for line in lines if not line.startswith(row)]
+    assert len(kept) == len(lines) - 1, f"no single row starts with {row!r}"
+    assert undocumented_assumptions(schema, config, "\n".join(kept)) == expected
