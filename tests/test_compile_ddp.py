@@ -11,9 +11,9 @@ about a minute per graph on 2 shared cores and tests nothing about DDP).
 Both ranks run the same seed and data twice in one process group, eagerly and compiled (8 steps
 of a tiny MLP, global batch 8, 4 a rank). What must hold: the two ranks end with bit-identical
 weights (DDP averaged the gradients of the compiled backward), the compiled run ends within
-float tolerance of the eager one (measured: equal, one graph), training moved the weights (the comparison
-has teeth), TorchDynamo did compile graphs, and what was compiled is the DDP module wrapping
-the task's model.
+float tolerance of the eager one (measured: equal; one graph), training moved the weights
+(the comparison has teeth), TorchDynamo did compile graphs, and what was compiled is the DDP
+module wrapping the task's model.
 """
 
 import time
