@@ -21,8 +21,22 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., object])
 
 
-def compile_step(fn: F, device: torch.device, enabled: bool, *, allow_cpu: bool = False) -> F:
+def compile_step(
+    fn: F,
+    device: torch.device,
+    enabled: bool,
+    *,
+    allow_cpu: bool = False,
+    backend: str = "inductor",
+) -> F:
     """``fn`` (a step's loss: forward passes and loss) through ``torch.compile``, or ``fn`` itself.
+
+    Under DDP, ``fn`` is the :class:`~torch.nn.parallel.DistributedDataParallel` module itself
+    (:func:`robustkd.engine.loop._step_fn`): DDP is wrapped first and the wrapper compiled, as
+    PyTorch's DDP notes ask, so that TorchDynamo's DDPOptimizer splits the graph at DDP's
+    gradient buckets and the all-reduce of a bucket overlaps the rest of the backward pass
+    (compiling the inner module instead makes the whole backward one graph whose gradients are
+    all ready at its end). ``tests/test_compile_ddp.py`` trains so on 2 gloo processes.
 
     The compiled function computes the same loss as ``fn``, up to float rounding: the fused
     kernels of TorchInductor sum in another order (on CPU, float32: losses and gradients agree
@@ -37,6 +51,8 @@ def compile_step(fn: F, device: torch.device, enabled: bool, *, allow_cpu: bool 
         allow_cpu: Compile on CPU too. Off in the training loop: on CPU the option is ignored
             with a logged note, since TorchInductor's CPU code needs a C++ compiler at run time
             and compiling takes tens of seconds per graph, longer than the miniature's training.
+        backend: TorchDynamo's backend: ``"inductor"`` (the default, generating kernels),
+            ``"aot_eager"`` (AOTAutograd's graphs run by eager kernels: tests, no compiler).
 
     Returns:
         The compiled function, or ``fn`` when not enabled or ignored on CPU.
@@ -46,7 +62,7 @@ def compile_step(fn: F, device: torch.device, enabled: bool, *, allow_cpu: bool 
     if device.type == "cpu" and not allow_cpu:
         log.info("training setting compile: true ignored on CPU (it compiles on GPUs only)")
         return fn
-    return torch.compile(fn)  # type: ignore[return-value]
+    return torch.compile(fn, backend=backend)  # type: ignore[return-value]
 
 
 def set_tf32(device: torch.device, enabled: bool) -> bool:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from robustkd.data.prepared import PreparedDataset
 from robustkd.engine.decode import ImageSource, eval_crop, to_unit_float, train_crop
+from robustkd.engine.decode import crop_box as _crop_box
 from robustkd.engine.signals import shielded_worker_init
 from robustkd.labelfractions import kept_per_class
 from robustkd.provenance import sha256_file
@@ -74,36 +75,15 @@ class ViewConfig:
         crop_scale: Area range of RandomResizedCrop (torchvision default (0.08, 1.0)).
         crop_ratio: Aspect ratio range of RandomResizedCrop.
         hflip: Whether training flips horizontally with probability 0.5.
+        decode: Where training decodes JPEG files: ``"cpu"`` (loader workers) or ``"device"``
+            (on a CUDA device, :mod:`robustkd.engine.devicedecode`; the CPU elsewhere).
     """
 
     size: int
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = True
-
-
-def _crop_box(
-    rng: np.random.Generator, h: int, w: int, scale: Sequence[float], ratio: Sequence[float]
-) -> tuple[int, int, int, int]:
-    """RandomResizedCrop's box sampling (torchvision's algorithm, with our generator)."""
-    area = h * w
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(10):
-        target = area * rng.uniform(scale[0], scale[1])
-        aspect = math.exp(rng.uniform(*log_ratio))
-        cw = int(round(math.sqrt(target * aspect)))
-        ch = int(round(math.sqrt(target / aspect)))
-        if 0 < cw <= w and 0 < ch <= h:
-            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
-    # Fallback: the central crop of the clamped aspect ratio (as torchvision).
-    in_ratio = w / h
-    if in_ratio < min(ratio):
-        cw, ch = w, int(round(w / min(ratio)))
-    elif in_ratio > max(ratio):
-        ch, cw = h, int(round(h * max(ratio)))
-    else:
-        cw, ch = w, h
-    return (h - ch) // 2, (w - cw) // 2, ch, cw
+    decode: str = field(default="cpu", repr=False)  # in the fingerprint only when not "cpu"
 
 
 class ImageSet(Dataset):
@@ -189,7 +169,7 @@ class ImageSet(Dataset):
             h.update(sha256_file(self.prepared.root / name).encode())
         h.update(repr((self.rows, self.view, self.train, self.seed)).encode())
         h.update(b"" if self.cache is None else repr(tuple(self.cache.shape)).encode())
-        h.update(_PIXELS.encode())
+        h.update(_PIXELS.encode() if self.view.decode == "cpu" else b"decode=device")
         return h.hexdigest()
 
     def _source(self, i: int) -> ImageSource:
@@ -199,6 +179,20 @@ class ImageSet(Dataset):
         if row.index >= 0:  # a packed array: no decode
             return ImageSource.from_array(np.asarray(self.prepared.image(self.rows[i])))
         return ImageSource.from_file(os.path.join(self.prepared.root, row.path))
+
+    def geometry(
+        self, epoch: int, i: int, h: int, w: int
+    ) -> tuple[tuple[int, int, int, int], bool]:
+        """The train view's draws for image ``i`` of size ``h`` x ``w`` px at ``epoch``.
+
+        Returns:
+            ``((top, left, height, width), flip)``: the RandomResizedCrop box in full-resolution
+            pixels, then the horizontal flip, both from ``(seed, epoch, i)`` alone (the draws of
+            the former float path: identical crops), whichever path decodes the image.
+        """
+        rng = rng_for(self.seed, epoch, i)
+        box = _crop_box(rng, h, w, self.view.crop_scale, self.view.crop_ratio)
+        return box, bool(self.view.hflip and rng.random() < 0.5)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Return image ``i`` of the view and its label.
@@ -219,11 +213,9 @@ class ImageSet(Dataset):
         src = self._source(i)
         size = self.view.size
         if self.train:
-            # The draws (box, then flip) are those of the former float path: identical crops.
-            rng = rng_for(self.seed, epoch, i)
-            box = _crop_box(rng, src.height, src.width, self.view.crop_scale, self.view.crop_ratio)
+            box, flip = self.geometry(epoch, i, src.height, src.width)
             img = train_crop(src, box, size)
-            if self.view.hflip and rng.random() < 0.5:
+            if flip:
                 img = img.flip(-1)
         else:
             img = eval_crop(src, int(size * 256 / 224), size)
@@ -309,7 +301,11 @@ class EpochBatches(Sampler[list[tuple[int, int]]]):
 
 
 def epoch_loader(
-    dataset: Dataset, sampler: EpochBatches, workers: int = 0, pin_memory: bool = False
+    dataset: Dataset,
+    sampler: EpochBatches,
+    workers: int = 0,
+    pin_memory: bool = False,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
 ) -> DataLoader:
     """One loader for every epoch of a training run: its batches come from ``sampler``.
 
@@ -324,15 +320,17 @@ def epoch_loader(
         sampler: Its batches; :meth:`EpochBatches.set` them before each pass.
         workers: Data-loading processes (0: in this process).
         pin_memory: Pin host memory for faster, asynchronous copies to a GPU (CUDA only).
+        collate_fn: How items become a batch (default: stacked; the device decode's own).
 
     Returns:
-        A loader yielding ``(images (B, 3, S, S), labels (B,))`` per pass.
+        A loader yielding ``(images (B, 3, S, S), labels (B,))`` per pass (by default).
     """
     return DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=workers,
         pin_memory=pin_memory,
+        collate_fn=collate_fn,
         persistent_workers=workers > 0,
         worker_init_fn=shielded_worker_init(),
     )

@@ -29,7 +29,9 @@ levels, most on edges (bounds in ``tests/test_decode.py``).
 from __future__ import annotations
 
 import io
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +46,7 @@ from robustkd.errors import DataError
 __all__ = [
     "DCT_REDUCTIONS",
     "ImageSource",
+    "crop_box",
     "dct_reduction",
     "eval_crop",
     "train_crop",
@@ -57,6 +60,41 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, RuntimeError, Image.Decompre
 # Decoded by torchvision.io.decode_image when RGB. Not PNG: torchvision keeps 16 bits per channel
 # where PIL reduces them to 8.
 _TORCHVISION_FORMATS = ("JPEG",)
+
+
+def crop_box(
+    rng: np.random.Generator, h: int, w: int, scale: Sequence[float], ratio: Sequence[float]
+) -> tuple[int, int, int, int]:
+    """RandomResizedCrop's box sampling (torchvision's algorithm, with our generator).
+
+    Args:
+        rng: The image's generator (``rng_for(seed, epoch, index)``).
+        h: Image height in pixels.
+        w: Image width in pixels.
+        scale: Area range, as fractions of the image.
+        ratio: Aspect ratio (width / height) range.
+
+    Returns:
+        ``(top, left, height, width)`` in pixels.
+    """
+    area = h * w
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        cw = int(round(math.sqrt(target * aspect)))
+        ch = int(round(math.sqrt(target / aspect)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw
+    # Fallback: the central crop of the clamped aspect ratio (as torchvision).
+    in_ratio = w / h
+    if in_ratio < min(ratio):
+        cw, ch = w, int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        ch, cw = h, int(round(h * max(ratio)))
+    else:
+        cw, ch = w, h
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
 def dct_reduction(need_h: float, need_w: float, out_h: int, out_w: int) -> int:

@@ -45,10 +45,11 @@ def resolve_distortion(spec: Mapping[str, Any] | None) -> Distortion | None:
 def input_view(
     views: Mapping[str, Any], backbone: Mapping[str, Any]
 ) -> tuple[ViewConfig, Normalize]:
-    """The input view (size, crop scale) and pixel normalisation of a backbone spec."""
+    """The input view (size, crop scale, JPEG decode) and pixel normalisation of a backbone."""
     inp = backbone_input_config(backbone)
     size = int(inp["input_size"][-1])
-    view = ViewConfig(size=size, crop_scale=tuple(views.get("crop_scale", (0.08, 1.0))))
+    scale = tuple(views.get("crop_scale", (0.08, 1.0)))
+    view = ViewConfig(size=size, crop_scale=scale, decode=views.get("decode", "cpu"))
     return view, Normalize(tuple(inp["mean"]), tuple(inp["std"]))
 
 

@@ -62,6 +62,12 @@ from robustkd.engine.data import (
     epoch_loader,
     to_unit_float,
 )
+from robustkd.engine.devicedecode import (
+    EncodedTrainSet,
+    collate_encoded,
+    decode_batch,
+    device_decode,
+)
 from robustkd.engine.devices import deterministic, resolve_device
 from robustkd.engine.distributed import DistContext, barrier, context, reduce_mean
 from robustkd.engine.faults import StepFaults
@@ -265,7 +271,15 @@ def _train(
     # index to them, so the batches are those of a single process. They start (at the first
     # pass) under the guard, ignore preemption signals, and stop when the loop ends, however.
     sampler = EpochBatches()
-    loader = epoch_loader(dataset, sampler, cfg.workers, pin_memory=device.type == "cuda")
+    # views.decode: device on CUDA: the workers pass JPEG bytes and boxes, decoded on the GPU.
+    on_device = device_decode(dataset, device)
+    loader = epoch_loader(
+        EncodedTrainSet(dataset) if on_device else dataset,
+        sampler,
+        cfg.workers,
+        pin_memory=device.type == "cuda",
+        collate_fn=collate_encoded if on_device else None,
+    )
     with (
         open(log_target, "a") as log_file,
         PreemptionGuard() as preemption,
@@ -284,7 +298,7 @@ def _train(
                     for b in epoch_batches(len(dataset), cfg.batch_size, seed, epoch)[offset:]
                 ],
             )
-            for images, labels in loader:
+            for batch in loader:
                 faults.before_step(step, log_file.flush)
                 if preempted(preemption, ctx):
                     steplog.flush()
@@ -296,7 +310,11 @@ def _train(
                         "rerun the job to resume"
                     )
                 # uint8 crosses to the device (a quarter of float32's bytes), becomes float there.
-                images = to_unit_float(images.to(device, non_blocking=True))
+                if on_device:
+                    images, labels = decode_batch(batch, dataset.view.size, device), batch.labels
+                else:
+                    images, labels = batch[0].to(device, non_blocking=True), batch[1]
+                images = to_unit_float(images)
                 labels = labels.to(device, non_blocking=True)
                 generator = seeded_generator(device, seed, epoch, step)
                 autocast = (
