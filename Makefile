@@ -61,9 +61,13 @@ test-avx2: setup
 
 # The docs' result tables are generated from a run's results/, never typed (default: this
 # directory's run, e.g. after `make demo`).
+# STUDY=<dir> adds a finished `make study`, AGREEMENT=<file> benchmarks/claims_agreement.py's output.
 RUN ?= .
+STUDY ?=
+AGREEMENT ?=
 results-docs: setup
-	$(BIN)/python docs/generate_results.py $(RUN)
+	$(BIN)/python docs/generate_results.py $(RUN) $(if $(STUDY),--study $(STUDY)) \
+		$(if $(AGREEMENT),--agreement $(AGREEMENT))
 
 # With GPU_CHECK_PY set (e.g. GPU_CHECK_PY=python3 on a GPU machine without internet, whose Python
 # has torch and the wheels of benchmarks/gpu_wheels.txt), that Python runs it on this checkout's

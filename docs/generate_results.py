@@ -15,6 +15,11 @@ listed as such), and the facts about the run come from what it recorded:
 - where a number came from: ``robustkd audit table1 --cell noise-0.5 ours`` run on the run's
   directory (``--cell`` picks another cell, ``--no-audit`` skips it).
 
+With ``--study DIR`` (a finished ``make study``: its ``results/tables/claims.md`` and Snakemake
+log) the page and the README block also show the study's claims and its run, and with
+``--agreement FILE`` (the printed output of ``benchmarks/claims_agreement.py``, saved to a
+file) whether the run's verdicts survived a change of CPU kernels.
+
 It also rewrites the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in
 README.md (the run's Table 1 and its claims summary line) and copies the run's figures
 (``results/figures/{fig2,fig3,fig4,distill_loss,corruptions}.png``) into docs/demo/
@@ -243,8 +248,50 @@ def anchor(heading: str) -> str:
     return slug.replace(" ", "-")
 
 
-def build_page(run: Path, info: RunInfo, audit: tuple[str, str, str, int] | None) -> str:
+@dataclass
+class Extras:
+    """What a page shows beside the run: the study (its folder and run) and the agreement."""
+
+    study: Path | None = None
+    study_info: RunInfo = field(default_factory=RunInfo)
+    agreement: str = ""
+
+
+def study_claims(extras: Extras) -> str:
+    """The study's claims table (Markdown), or ''."""
+    path = extras.study / "results" / "tables" / "claims.md" if extras.study else None
+    return path.read_text(encoding="utf-8") if path and path.is_file() else ""
+
+
+def extra_sections(extras: Extras) -> list[str]:
+    """The page's sections of the agreement output and the study's claims."""
+    out = []
+    if extras.agreement:
+        out += [
+            "",
+            "## Do the verdicts survive a change of machine?",
+            "",
+            "`benchmarks/claims_agreement.py` ran this target twice, on the CPU's own kernels",
+            "and on AVX2 kernels ([claims.md](claims.md)); its output:",
+            "",
+            "```",
+            extras.agreement.strip(),
+            "```",
+        ]
+    if table := study_claims(extras):
+        out += ["", "## The study's claims", "", "`make study` ([claims.md](claims.md)):", ""]
+        out += [run_table(extras.study_info), "", embed(table)]
+    return out
+
+
+def build_page(
+    run: Path,
+    info: RunInfo,
+    audit: tuple[str, str, str, int] | None,
+    extras: Extras | None = None,
+) -> str:
     """The text of docs/results.md."""
+    extras = extras or Extras()
     found = [(h, run / "results" / f, how) for h, f, how in SECTIONS]
     out = [
         "# Results of a demo run",
@@ -274,6 +321,7 @@ def build_page(run: Path, info: RunInfo, audit: tuple[str, str, str, int] | None
     for heading, path, _ in found:
         if path.is_file():
             out += ["", f"## {heading}", "", embed(path.read_text(encoding="utf-8"))]
+    out += extra_sections(extras)
     if audit:
         row, col, text, code = audit
         out += [
@@ -304,8 +352,9 @@ def build_page(run: Path, info: RunInfo, audit: tuple[str, str, str, int] | None
     return "\n".join(out).rstrip() + "\n"
 
 
-def build_block(run: Path, info: RunInfo) -> str:
-    """The README's results block: the run's Table 1 and claims summary."""
+def build_block(run: Path, info: RunInfo, extras: Extras | None = None) -> str:
+    """The README's results block: the run's Table 1, claims summary and extras."""
+    extras = extras or Extras()
     t1 = run / "results" / "tables" / "table1.md"
     claims = run / "results" / "tables" / "claims.md"
     cores = f", {info.cores} cores" if info.cores else ""
@@ -319,7 +368,22 @@ def build_block(run: Path, info: RunInfo) -> str:
         embed(first_table(t1.read_text(encoding="utf-8"))) if t1.is_file() else "(no Table 1)",
     ]
     if claims.is_file() and (summary := claims_summary(claims.read_text(encoding="utf-8"))):
-        lines += ["", f"**Claims** ([docs/claims.md](docs/claims.md)): {summary}"]
+        text = claims.read_text(encoding="utf-8")
+        early = " *Preliminary* (too few seeds)." if "*Preliminary verdicts" in text else ""
+        lines += ["", f"**Claims** ([docs/claims.md](docs/claims.md)): {summary}{early}"]
+    if extras.agreement:
+        lines += [
+            "",
+            "The same run on AVX2 kernels (`benchmarks/claims_agreement.py`):",
+            "",
+            "```",
+            extras.agreement.strip(),
+            "```",
+        ]
+    if summary := claims_summary(study_claims(extras)):
+        took = extras.study_info.wall_s
+        when = f", {took / 60:.0f} min on the same cores" if took else ""
+        lines += ["", f"**The study's claims** (`make study`{when}): {summary}"]
     return "\n".join([*lines, END])
 
 
@@ -338,7 +402,15 @@ def main() -> None:
     p.add_argument("--cell", nargs=2, default=("noise-0.5", "ours"), metavar=("ROW", "COL"))
     p.add_argument("--no-audit", action="store_true", help="leave out the audit of one cell")
     p.add_argument("--no-figures", action="store_true", help="keep docs/demo/*.png as they are")
+    p.add_argument("--study", type=Path, help="a finished `make study` folder (its results/)")
+    p.add_argument("--agreement", type=Path, help="benchmarks/claims_agreement.py's output")
     args = p.parse_args()
+    extras = Extras(agreement=args.agreement.read_text() if args.agreement else "")
+    if args.study:
+        extras.study = args.study.resolve()
+        if log := table1_log(extras.study):
+            read_log(log, extras.study_info)
+        read_records(extras.study, extras.study_info)
     run = args.run.resolve()
     if not (run / "results" / "tables" / "table1.md").is_file():
         raise SystemExit(f"{run}: no results/tables/table1.md (run `snakemake all` there first)")
@@ -358,8 +430,9 @@ def main() -> None:
             print(f"audit of {args.cell} not shown:\n{text}", file=sys.stderr)
         else:
             audit = (*args.cell, text.replace(str(run), "<run>"), code)
-    PAGE.write_text(build_page(run, info, audit), encoding="utf-8")
-    README.write_text(replace_block(README.read_text(encoding="utf-8"), build_block(run, info)))
+    PAGE.write_text(build_page(run, info, audit, extras), encoding="utf-8")
+    block = build_block(run, info, extras)
+    README.write_text(replace_block(README.read_text(encoding="utf-8"), block))
     print(f"wrote {PAGE.relative_to(ROOT)} and the results block of {README.name} from {run}")
 
 

@@ -1,0 +1,56 @@
+"""docs/generate_results.py: the README block and the page carry the run's own text."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("gen", ROOT / "docs" / "generate_results.py")
+gen = importlib.util.module_from_spec(_spec)
+sys.modules["gen"] = gen  # dataclasses look their module up
+_spec.loader.exec_module(gen)
+
+TABLE1 = "| Method | mask |\n|---|---|\n| Ours | 51.2 ± 0.4 |\n"
+DEMO_CLAIMS = (
+    "**The main paper's claims, tested on this run**\n\n"
+    "*Preliminary verdicts: this run has too few seeds to decide most claims. The decisive "
+    "table is that of `make study`, written to `study/results/tables/claims.md`.*\n\n"
+    "64 claims: 1 supported, 0 contradicted, 0 equivalent (no difference of 2 points or more), "
+    "63 undecided at this size (n = 3 seeds; every verdict at family-wise error 0.05, Holm).\n"
+)
+STUDY_CLAIMS = (
+    "**The main paper's claims, tested on this run**\n\n"
+    "34 claims: 7 supported, 2 contradicted, 3 equivalent (no difference of 2 points or more), "
+    "22 undecided at this size (n = 10 seeds; every verdict at family-wise error 0.05, Holm).\n"
+)
+
+
+def _run(root: Path, claims: str) -> Path:
+    tables = root / "results" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "table1.md").write_text(TABLE1)
+    (tables / "claims.md").write_text(claims)
+    return root
+
+
+def test_the_block_says_preliminary_and_shows_the_study_and_the_agreement(tmp_path):
+    run = _run(tmp_path / "demo", DEMO_CLAIMS)
+    study = _run(tmp_path / "study", STUDY_CLAIMS)
+    info = gen.RunInfo(wall_s=3000.0)
+    extras = gen.Extras(study=study, study_info=info, agreement="same verdict: 63 of 64 (98.4 %)\n")
+    block = gen.build_block(run, gen.RunInfo(), extras)
+    assert block.startswith(gen.BEGIN) and block.endswith(gen.END)
+    assert "| Ours | 51.2 ± 0.4 |" in block
+    assert "64 claims: 1 supported" in block and "*Preliminary* (too few seeds)." in block
+    assert "```\nsame verdict: 63 of 64 (98.4 %)\n```" in block
+    assert "**The study's claims** (`make study`, 50 min on the same cores): 34 claims: 7" in block
+    page = gen.build_page(run, gen.RunInfo(), None, extras)
+    assert "## Do the verdicts survive a change of machine?" in page
+    assert "## The study's claims" in page and "n = 10 seeds" in page
+
+
+def test_without_extras_the_block_has_neither(tmp_path):
+    run = _run(tmp_path / "demo", STUDY_CLAIMS)
+    block = gen.build_block(run, gen.RunInfo())
+    assert "34 claims: 7 supported" in block
+    assert "Preliminary" not in block and "study's claims" not in block and "```" not in block
