@@ -44,7 +44,7 @@ demo: setup
 
 study: setup
 	$(BIN)/snakemake study --cores $(CORES) --configfile config/demo.yaml config/study.yaml \
-		-d $(STUDY_DIR)
+		-d $(STUDY_DIR) --scheduler greedy
 	@echo "The study's claims: $(STUDY_DIR)/results/tables/claims.md"
 
 test: setup
