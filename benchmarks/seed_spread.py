@@ -1,7 +1,7 @@
 """Where does the seed-to-seed spread of Table 1's differences come from?
 
     python benchmarks/seed_spread.py RUN_DIR --configfile config/demo.yaml \\
-        --distortions mask-0.90 noise-0.5 blur-9-1.3
+        --distortions mask-0.90 noise-0.5 blur-9-1.3 [--seeds 0 1 2 3]
 
 ``RUN_DIR`` is a finished run of Table 1 (its ``results/``, e.g. after ``make demo``). A seed
 ``s`` of "ours" sets two things: the distillation of the student (``results/distill/ours/<d>/
@@ -114,10 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run", type=Path, help="a finished run's folder (its results/)")
     ap.add_argument("--configfile", nargs="+", default=["config/demo.yaml"])
     ap.add_argument("--distortions", nargs="+", default=["mask-0.90", "noise-0.5", "blur-9-1.3"])
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", help="the seeds of the grid (default: the config's)"
+    )
     args = ap.parse_args(argv)
     run = args.run.resolve()
     cfg = load_config(ROOT / "config" / "config.yaml", *(ROOT / c for c in args.configfile))
-    seeds = [int(s) for s in cfg["seeds"]]
+    seeds = args.seeds or [int(s) for s in cfg["seeds"]]
     out_root = run / "seed_spread"
     print(f"run: {run}; seeds {seeds}; D = ours - supervised, points of top-1")
     rows = []
