@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import robustkd.corruption_names as names
 from robustkd.corruptions import (
     BENCHMARK_CORRUPTIONS,
     EXTRA_CORRUPTIONS,
@@ -56,6 +57,13 @@ def test_registry_has_the_benchmark_and_extras():
     assert {corruption_family(c) for c in ALL} == {"noise", "blur", "weather", "digital"}
     with pytest.raises(ValueError, match="unknown corruption 'fogg'"):
         create_corruption("fogg", 1)
+    # The torch-free twin (corruption_names, the CRAFT report's) says the same.
+    assert {c: corruption_family(c) for c in ALL} == {c: names.corruption_family(c) for c in ALL}
+    assert list(names.CORRUPTION_FAMILIES) == ALL
+    for family in (corruption_family, names.corruption_family):
+        with pytest.raises(ValueError) as err:
+            family("fogg")
+        assert str(err.value) == f"unknown corruption 'fogg' (available: {ALL})"
     with pytest.raises(ValueError, match="severity must be 1-5"):
         create_corruption("fog", 6)
     c = create_corruption("snow", 3)

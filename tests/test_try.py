@@ -16,7 +16,10 @@ import pytest
 from tests import bounded
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = "snakemake table1 --cores 2 --configfile config/demo.yaml config/tiny.yaml -d tiny"
+COMMAND = (
+    "snakemake table1 --cores 2 --scheduler greedy --configfile config/demo.yaml config/tiny.yaml"
+    " -d tiny"
+)
 
 
 def test_make_try_runs_the_documented_command():

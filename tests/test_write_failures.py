@@ -146,7 +146,7 @@ def test_enospc_in_the_middle_of_a_write_is_named(tmp_path, monkeypatch):
         fh.write(b"\x93NUMPY half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(atomic.np, "save", failing_save)
+    monkeypatch.setattr(np, "save", failing_save)  # what atomic calls (it imports numpy lazily)
     out = tmp_path / "sets" / "mask-0.90.npy"
     with pytest.raises(RobustKDError, match=FULL) as info:
         atomic.save_npy_atomic(out, np.zeros(3))

@@ -17,11 +17,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
-
-import numpy as np
+from typing import IO, TYPE_CHECKING, Any
 
 from robustkd.errors import OutputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "atomic_write",
@@ -287,4 +288,6 @@ def save_npy_atomic(path: str | os.PathLike[str], array: np.ndarray) -> None:
     Raises:
         OutputError: The write failed (the message names ``path`` and the cause).
     """
+    import numpy as np  # here: most writers (the report's page jobs) need no numpy
+
     write_with(path, lambda fh: np.save(fh, array))

@@ -23,10 +23,9 @@ import csv
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from robustkd.data.archives import extract_archive, verify_md5
@@ -40,6 +39,9 @@ from robustkd.data.rawfiles import (
 )
 from robustkd.data.synthetic import draw_histology_patch
 from robustkd.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["CLASSES", "FOLDER", "SPLITS", "URL", "patch_path", "prepare", "write_demo_raw"]
 

@@ -24,11 +24,14 @@ import io
 import os
 from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from robustkd.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "find_case_insensitive",
@@ -142,6 +145,8 @@ def read_csv_table(
     Raises:
         DataError: Missing or unparsable file, a required column missing or repeated.
     """
+    import pandas as pd  # here: the readers of no CSV table (most jobs) skip its import
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -174,6 +179,8 @@ def whole_numbers(df: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.Da
     Raises:
         DataError: A value is empty or not a whole number (names the line, column and value).
     """
+    import pandas as pd
+
     out = pd.DataFrame(index=df.index)
     for col in columns:
         num = pd.to_numeric(df[col], errors="coerce")

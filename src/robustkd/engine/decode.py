@@ -38,7 +38,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.io import ImageReadMode, decode_image
 
 from robustkd.data.pixels import to_rgb8
 from robustkd.errors import DataError
@@ -185,6 +184,10 @@ class ImageSource:
         assert self.data is not None
         try:
             if self.fast:
+                # Here, not at the top: a job that decodes no JPEG file (the CRAFT jobs, whose
+                # images are arrays) then does not import torchvision (a second per job).
+                from torchvision.io import ImageReadMode, decode_image
+
                 buf = torch.frombuffer(self.data, dtype=torch.uint8)
                 return decode_image(buf, ImageReadMode.RGB)
             with Image.open(io.BytesIO(self.data)) as im:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from robustkd.atomic import atomic_write_text
-from robustkd.report.tables.render import _HTML_STYLE
+from robustkd.report.htmlstyle import HTML_STYLE
 
 __all__ = [
     "html_document",
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 _PAGE_STYLE = (
-    _HTML_STYLE
+    HTML_STYLE
     + """
 h1 { font-size: 1.15em; }
 h2 { font-size: 1em; margin-top: 1.6em; }

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from robustkd.corruptions import corruption_family
+from robustkd.corruption_names import corruption_family  # torch-free: the report loads no torch
 from robustkd.craft import layout
 from robustkd.craft.report.runs import (
     Runs,

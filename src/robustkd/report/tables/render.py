@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from robustkd.report.htmlstyle import HTML_STYLE as _HTML_STYLE
 from robustkd.report.tables.spec import TableSpec
 
 __all__ = ["TableText", "format_cell", "html_page", "latex", "markdown", "table_text"]
@@ -164,19 +165,6 @@ def latex(t: TableText) -> str:
         ]
     lines += [r"\end{table}"]
     return "\n".join(lines) + "\n"
-
-
-_HTML_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.2em; color: #222; }
-caption { font-weight: bold; text-align: left; padding-bottom: 0.4em; }
-table { border-collapse: collapse; margin-bottom: 0.6em; }
-th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ccc; text-align: center; }
-td { white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; white-space: normal; }
-thead th { border-bottom: 2px solid #444; }
-ul { font-size: 0.9em; color: #444; padding-left: 1.2em; }
-p.note { font-size: 0.9em; color: #444; max-width: 60em; }
-"""
 
 
 def _html_table(
