@@ -90,6 +90,7 @@ def _run(out: Path, env: dict[str, str], args: argparse.Namespace) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "snakemake", args.target, "--cores", str(args.cores)]
     cmd += ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(out)]
+    cmd += ["--scheduler", "greedy"]  # as make demo and make study run
     if args.configfile:
         cmd += ["--configfile", *[str(Path(c).resolve()) for c in args.configfile]]
     t0 = time.perf_counter()
