@@ -25,32 +25,49 @@ STUDY_CLAIMS = (
 )
 
 
-def _run(root: Path, claims: str) -> Path:
+CSV = (
+    "claim,source,verdict,mde\n"
+    "t1/a,Table 1,supported,2.2\n"
+    "t1/b,Table 1,equivalent,4.0\n"
+    "f2/a,Fig 2,undecided,7.7\n"
+)
+
+
+def _run(root: Path, claims: str, csv: str = "") -> Path:
     tables = root / "results" / "tables"
     tables.mkdir(parents=True)
     (tables / "table1.md").write_text(TABLE1)
     (tables / "claims.md").write_text(claims)
+    if csv:
+        (tables / "claims.csv").write_text(csv)
     return root
 
 
-def test_the_block_says_preliminary_and_shows_the_study_and_the_agreement(tmp_path):
+def test_the_block_shows_the_study_the_agreement_and_that_the_demo_is_preliminary(tmp_path):
     run = _run(tmp_path / "demo", DEMO_CLAIMS)
-    study = _run(tmp_path / "study", STUDY_CLAIMS)
+    study = _run(tmp_path / "study", STUDY_CLAIMS, CSV)
     info = gen.RunInfo(wall_s=3000.0)
-    extras = gen.Extras(study=study, study_info=info, agreement="same verdict: 63 of 64 (98.4 %)\n")
+    extras = gen.Extras(study=study, study_info=info, agreement="same verdict: 33 of 34 (97.1 %)\n")
     block = gen.build_block(run, gen.RunInfo(), extras)
     assert block.startswith(gen.BEGIN) and block.endswith(gen.END)
-    assert "| Ours | 51.2 ± 0.4 |" in block
+    assert "(`make study`, 50 min on the same cores; each claim:" in block
+    assert "): 34 claims: 7 supported" in block
+    # The overview counts each source's verdicts and gives its largest MDE.
+    assert "| Table 1 | 2 | 1 | 0 | 1 | 0 | 4.0 |" in block
+    assert "| Fig 2 | 1 | 0 | 0 | 0 | 1 | 7.7 |" in block
+    assert "```\nsame verdict: 33 of 34 (97.1 %)\n```" in block
+    assert block.index("same verdict") < block.index("**This run's claims**")
     assert "64 claims: 1 supported" in block and "*Preliminary* (too few seeds)." in block
-    assert "```\nsame verdict: 63 of 64 (98.4 %)\n```" in block
-    assert "**The study's claims** (`make study`, 50 min on the same cores): 34 claims: 7" in block
+    assert "| Ours | 51.2 ± 0.4 |" not in block  # Table 1 is on the page
     page = gen.build_page(run, gen.RunInfo(), None, extras)
     assert "## Do the verdicts survive a change of machine?" in page
     assert "## The study's claims" in page and "n = 10 seeds" in page
+    assert "| Ours | 51.2 ± 0.4 |" in page
 
 
-def test_without_extras_the_block_has_neither(tmp_path):
+def test_without_a_study_the_block_shows_table1_and_the_runs_claims(tmp_path):
     run = _run(tmp_path / "demo", STUDY_CLAIMS)
     block = gen.build_block(run, gen.RunInfo())
-    assert "34 claims: 7 supported" in block
-    assert "Preliminary" not in block and "study's claims" not in block and "```" not in block
+    assert "| Ours | 51.2 ± 0.4 |" in block and "34 claims: 7 supported" in block
+    assert "Preliminary" not in block and "decided by the study" not in block
+    assert "```" not in block
