@@ -62,7 +62,8 @@ test-avx2: setup
 
 # The docs' result tables are generated from a run's results/, never typed (default: this
 # directory's run, e.g. after `make demo`).
-# STUDY=<dir> adds a finished `make study`, AGREEMENT=<file> benchmarks/claims_agreement.py's output.
+# STUDY=<dir> adds a finished `make study`; AGREEMENT='<file> ...' benchmarks/claims_agreement.py's
+# outputs (the README shows the first).
 RUN ?= .
 STUDY ?=
 AGREEMENT ?=

@@ -17,8 +17,9 @@ listed as such), and the facts about the run come from what it recorded:
 
 With ``--study DIR`` (a finished ``make study``: its ``results/tables/claims.md`` and Snakemake
 log) the page and the README block also show the study's claims and its run, and with
-``--agreement FILE`` (the printed output of ``benchmarks/claims_agreement.py``, saved to a
-file) whether the run's verdicts survived a change of CPU kernels.
+``--agreement FILE [FILE ...]`` (printed outputs of ``benchmarks/claims_agreement.py``, saved to
+files; the README shows the first, the page all) whether the verdicts survived a change of CPU
+kernels.
 
 It also rewrites the block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` in
 README.md (the run's Table 1 and its claims summary line) and copies the run's figures
@@ -255,6 +256,7 @@ class Extras:
     study: Path | None = None
     study_info: RunInfo = field(default_factory=RunInfo)
     agreement: str = ""
+    more_agreements: list[str] = field(default_factory=list)
 
 
 def study_claims(extras: Extras) -> str:
@@ -271,13 +273,11 @@ def extra_sections(extras: Extras) -> list[str]:
             "",
             "## Do the verdicts survive a change of machine?",
             "",
-            "`benchmarks/claims_agreement.py` ran this target twice, on the CPU's own kernels",
-            "and on AVX2 kernels ([claims.md](claims.md)); its output:",
-            "",
-            "```",
-            extras.agreement.strip(),
-            "```",
+            "`benchmarks/claims_agreement.py` compared each run below with the same run on AVX2",
+            "kernels ([claims.md](claims.md)); its output:",
         ]
+        for text in (extras.agreement, *extras.more_agreements):
+            out += ["", "```", text.strip(), "```"]
     if table := study_claims(extras):
         out += ["", "## The study's claims", "", "`make study` ([claims.md](claims.md)):", ""]
         out += [run_table(extras.study_info), "", embed(table)]
@@ -433,9 +433,12 @@ def main() -> None:
     p.add_argument("--no-audit", action="store_true", help="leave out the audit of one cell")
     p.add_argument("--no-figures", action="store_true", help="keep docs/demo/*.png as they are")
     p.add_argument("--study", type=Path, help="a finished `make study` folder (its results/)")
-    p.add_argument("--agreement", type=Path, help="benchmarks/claims_agreement.py's output")
+    p.add_argument(
+        "--agreement", type=Path, nargs="+", help="benchmarks/claims_agreement.py's outputs"
+    )
     args = p.parse_args()
-    extras = Extras(agreement=args.agreement.read_text() if args.agreement else "")
+    texts = [path.read_text(encoding="utf-8") for path in args.agreement or ()]
+    extras = Extras(agreement=texts[0] if texts else "", more_agreements=texts[1:])
     if args.study:
         extras.study = args.study.resolve()
         if log := table1_log(extras.study):

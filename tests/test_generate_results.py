@@ -47,7 +47,12 @@ def test_the_block_shows_the_study_the_agreement_and_that_the_demo_is_preliminar
     run = _run(tmp_path / "demo", DEMO_CLAIMS)
     study = _run(tmp_path / "study", STUDY_CLAIMS, CSV)
     info = gen.RunInfo(wall_s=3000.0)
-    extras = gen.Extras(study=study, study_info=info, agreement="same verdict: 33 of 34 (97.1 %)\n")
+    extras = gen.Extras(
+        study=study,
+        study_info=info,
+        agreement="same verdict: 33 of 34 (97.1 %)\n",
+        more_agreements=["same verdict: 64 of 64 (100.0 %)\n"],
+    )
     block = gen.build_block(run, gen.RunInfo(), extras)
     assert block.startswith(gen.BEGIN) and block.endswith(gen.END)
     assert "(`make study`, 50 min on the same cores; each claim:" in block
@@ -61,6 +66,8 @@ def test_the_block_shows_the_study_the_agreement_and_that_the_demo_is_preliminar
     assert "| Ours | 51.2 ± 0.4 |" not in block  # Table 1 is on the page
     page = gen.build_page(run, gen.RunInfo(), None, extras)
     assert "## Do the verdicts survive a change of machine?" in page
+    assert "same verdict: 33 of 34" in page and "same verdict: 64 of 64" in page
+    assert "same verdict: 64 of 64" not in block  # the README shows the first only
     assert "## The study's claims" in page and "n = 10 seeds" in page
     assert "| Ours | 51.2 ± 0.4 |" in page
 
