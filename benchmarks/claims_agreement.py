@@ -5,7 +5,7 @@
         --configfile config/demo.yaml
     # or compare two claims tables that exist already
     python benchmarks/claims_agreement.py compare A/results/tables/claims.csv \\
-        B/results/tables/claims.csv
+        B/results/tables/claims.csv [--names native avx2]
 
 ``run`` executes ``snakemake <target>`` (default ``claims``) with this checkout's Snakefile in
 ``<out>/native`` and ``<out>/avx2`` (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: on an
@@ -113,9 +113,10 @@ def main() -> None:
     c = sub.add_parser("compare", help="compare two claims.csv files")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
+    c.add_argument("--names", nargs=2, default=("A", "B"), help="what the two runs are")
     args = parser.parse_args()
     if args.command == "compare":
-        compare(args.a, args.b)
+        compare(args.a, args.b, tuple(args.names))
         return
     native = _run(args.out / "native", {}, args)
     avx2 = _run(args.out / "avx2", AVX2, args)
