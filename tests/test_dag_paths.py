@@ -29,6 +29,7 @@ CONFIG_SETS = {
     "paper": [],
     "demo": ["config/demo.yaml"],
     "tiny": ["config/demo.yaml", "config/tiny.yaml"],
+    "study": ["config/demo.yaml", "config/study.yaml"],
 }
 
 
@@ -249,3 +250,18 @@ def test_an_overwritten_record_is_named_with_the_rule_that_wrote_it(tmp_path, mo
         "[distortion=mask, method=ours], which did not produce ladder.json"
     )
     assert f"snakemake --force {ladder}" in problem.detail
+
+
+def test_the_study_target_builds_its_four_experiments_and_nothing_else():
+    jobs = dry_run(["study"], [ROOT / c for c in CONFIG_SETS["study"]], workdir=ROOT)
+    rules = {j.rule for j in jobs}
+    assert {"distill", "distill_ci", "finetune", "finetune_fractions", "evaluate_ladder"} <= rules
+    assert {"claims", "make_table"} <= rules
+    # No transfer (Table 2), no Fig 4, no CRAFT study, no other dataset.
+    assert not {r for r in rules if r.startswith(("transfer", "craft", "attention", "make_fig"))}
+    assert {j.wildcards.get("dataset") for j in jobs} <= {None, "imagenet100"}
+    # Fig 3's claims read the lowest and highest fractions: the fraction jobs train 4 %.
+    fractions = [j for j in jobs if j.rule == "finetune_fractions"]
+    assert fractions and all("frac0.04/seed9/" in " ".join(j.outputs) for j in fractions)
+    assert not any("frac0.1/" in " ".join(j.outputs) for j in fractions)
+    assert not collisions(jobs)
