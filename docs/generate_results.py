@@ -124,8 +124,8 @@ def read_log(log: Path, info: RunInfo) -> None:
                     configs.append(checkout_relative(args[i], base))
                     i += 1
                 continue
-            if args[i] in ("--cores", "-c") and i + 1 < len(args):
-                targets += ["--cores", args[i + 1]]
+            if args[i] in ("--cores", "-c", "--scheduler") and i + 1 < len(args):
+                targets += [args[i], args[i + 1]]
                 i += 2
                 continue
             if args[i] in ("--snakefile", "-s", "--directory", "-d"):

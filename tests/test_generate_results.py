@@ -78,3 +78,24 @@ def test_without_a_study_the_block_shows_table1_and_the_runs_claims(tmp_path):
     assert "| Ours | 51.2 ± 0.4 |" in block and "34 claims: 7 supported" in block
     assert "Preliminary" not in block and "decided by the study" not in block
     assert "```" not in block
+
+
+def test_the_run_table_gives_the_command_as_typed(tmp_path, monkeypatch):
+    log = tmp_path / "x.snakemake.log"
+    log.write_text(
+        "Command: /v/bin/snakemake all --cores 2 --scheduler greedy --configfile "
+        "/c/config/demo.yaml\nBase directory: /c\nProvided cores: 2\n"
+    )
+
+    class Times:
+        @staticmethod
+        def parse(path):
+            return {}, 0, 0.0
+
+    monkeypatch.setattr(gen, "load_run_times", lambda: Times)
+    info = gen.RunInfo()
+    gen.read_log(log, info)
+    assert (
+        info.command == "snakemake all --cores 2 --scheduler greedy --configfile config/demo.yaml"
+    )
+    assert info.configs == ["config/config.yaml", "config/demo.yaml"]
