@@ -91,9 +91,13 @@ def fraction_tag(fraction: float) -> str:
     return f"{float(fraction):g}"
 
 
-def teacher_weights(backbone: str) -> str:
-    """Weights of a backbone pretrained by the pipeline (the miniature's stand-in teachers)."""
-    return f"results/teachers/{backbone}/model.pth"
+def teacher_weights(backbone: str, seed: int | str) -> str:
+    """Weights of a backbone pretrained by the pipeline (the miniature's stand-in teachers).
+
+    One teacher per training seed: the students, and the supervised baseline, of seed ``s``
+    start from the teacher of seed ``s`` (docs/claims.md, "One stand-in teacher per seed").
+    """
+    return f"results/teachers/{backbone}/seed{seed}/model.pth"
 
 
 def fetched_weights(backbone: str) -> dict[str, str]:

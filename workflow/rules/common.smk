@@ -300,21 +300,53 @@ def get_table_metrics(wildcards):
 def get_backbone_spec(name):
     """A backbone's spec for robustkd.models.create_backbone, weights resolved to a file.
 
-    A backbone with a `pretrain` section is pretrained by the pipeline: its weights are the
-    output of rule pretrain_backbone. Hub weights are the output of rule fetch_weights.
+    A backbone with a `pretrain` section is pretrained by the pipeline, once per training
+    seed (rule pretrain_backbone): its spec names the pattern of those files, seed*, and each
+    job loads its seed's file (get_teacher_files). Hub weights are the output of rule
+    fetch_weights.
     """
     spec = {k: v for k, v in config["backbones"][name].items() if k != "pretrain"}
-    if "pretrain" in config["backbones"][name]:
-        spec["weights"] = teacher_weights(name)
+    if is_pretrained_here(name):
+        spec["weights"] = teacher_weights(name, "*")
     elif spec["weights"] == "hub":
         spec["weights"] = fetched_weights(name)["weights"]
     return spec
 
 
-def get_backbone_weights(name):
-    """The weights file a backbone loads, as a rule input."""
+def is_pretrained_here(name):
+    """Whether the pipeline pretrains backbone `name` (a `pretrain` section): per seed."""
+    return "pretrain" in config["backbones"][name]
+
+
+def get_backbone_weights(name, seed):
+    """The weights file a backbone loads for training seed `seed`, as a rule input."""
+    if is_pretrained_here(name):
+        return [teacher_weights(name, seed)]
     weights = get_backbone_spec(name)["weights"]
     return [] if weights is None else [weights]
+
+
+def get_teacher_files(name):
+    """Input and params function: the teacher weights of each seed of a training job, in the
+    job's seed order (one file for every seed unless the pipeline pretrains the backbone)."""
+
+    def files(wildcards):
+        seeds = get_job_seeds(wildcards)
+        return list(dict.fromkeys(w for s in seeds for w in get_backbone_weights(name, s)))
+
+    return files
+
+
+def get_seed_teachers(name):
+    """Params function: each seed's teacher weights (same order as the job's seeds), or None
+    where every seed loads the backbone spec's own weights."""
+
+    def teachers(wildcards):
+        if not is_pretrained_here(name):
+            return None
+        return [teacher_weights(name, s) for s in get_job_seeds(wildcards)]
+
+    return teachers
 
 
 def get_hub_backbone_config(wildcards):
@@ -381,6 +413,9 @@ def get_finetune_outputs(kind, what):
 def _init_weights(wildcards, seed):
     if wildcards.method in PRETRAINED_METHODS:
         return distill_weights(wildcards.method, wildcards.distortion, seed)
+    backbone = backbone_of(wildcards.method)
+    if is_pretrained_here(backbone):
+        return teacher_weights(backbone, seed)  # the supervised baseline: its seed's teacher
     return None
 
 
@@ -391,7 +426,7 @@ def get_finetune_inputs(kind):
         datasets = sorted({d for d, _, _ in finetune_runs(config, kind)})
         init = [_init_weights(wildcards, s) for s in get_job_seeds(wildcards)]
         if None in init:
-            init = get_backbone_weights(backbone_of(wildcards.method))
+            init = get_backbone_weights(backbone_of(wildcards.method), None)
         return {"data": [f"results/data/{d}" for d in datasets], "init": init}
 
     return inputs
@@ -461,7 +496,7 @@ def get_fig4_inputs(wildcards):
     dists = config["experiments"]["fig4"]["distortions"]
     return {
         "data": "results/data/imagenet100",
-        "teacher": get_backbone_weights("vit"),
+        "teacher": get_backbone_weights("vit", seed),
         "ours": [distill_weights("ours", d, seed) for d in dists],
         "supervised": [
             finetune_files("imagenet100", "supervised", d, "1", seed)["model"]

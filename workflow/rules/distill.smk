@@ -8,7 +8,7 @@
 rule distill:
     input:
         data="results/data/imagenet100",
-        teacher=get_backbone_weights("vit"),
+        teacher=get_teacher_files("vit"),
     output:
         students=get_distill_outputs(),
         records=get_distill_records(),
@@ -25,6 +25,7 @@ rule distill:
     params:
         method="{distill_method}",
         backbone=get_backbone_spec("vit"),
+        teachers=get_seed_teachers("vit"),
         loss=config["loss"],
         distortion=get_distortion,
         train=scientific(config["training"]["distill"]),
@@ -38,7 +39,7 @@ rule distill:
 rule distill_ci:
     input:
         data="results/data/imagenet100",
-        teacher=get_backbone_weights("clip"),
+        teacher=get_teacher_files("clip"),
     output:
         students=get_distill_outputs("ci"),
         records=get_distill_records("ci"),
@@ -55,6 +56,7 @@ rule distill_ci:
     params:
         method="ci",
         backbone=get_backbone_spec("clip"),
+        teachers=get_seed_teachers("clip"),
         loss=config["ci_loss"],
         distortion=get_distortion,
         train=scientific(config["training"]["contrastive_inversion"]),

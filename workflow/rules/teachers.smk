@@ -1,19 +1,22 @@
 # Teachers: a backbone with a `pretrain` section is pretrained here, with labels, on the
 # pretraining corpus (data.pretrain_corpus: ImageNet classes disjoint from ImageNet-100's, the
-# miniature's stand-in for DINO's and CLIP's pretraining on other data).
+# miniature's stand-in for DINO's and CLIP's pretraining on other data). One teacher per
+# training seed, pretrained with seed pretrain.seed + {seed}: every seed's students and
+# supervised baseline start from their own teacher, so the seed-to-seed spread the claims test
+# against holds the teacher's too (docs/claims.md, "One stand-in teacher per seed").
 
 
 rule pretrain_backbone:
     input:
         data=get_pretrain_data,
     output:
-        weights="results/teachers/{backbone}/model.pth",
-        metrics="results/teachers/{backbone}/metrics.json",
-        record=run_record(teacher_weights("{backbone}")),
+        weights=teacher_weights("{backbone}", "{seed}"),
+        metrics=str(Path(teacher_weights("{backbone}", "{seed}")).parent / "metrics.json"),
+        record=run_record(teacher_weights("{backbone}", "{seed}")),
     log:
-        "logs/pretrain_backbone/{backbone}.log",
+        "logs/pretrain_backbone/{backbone}/seed{seed}.log",
     benchmark:
-        "logs/pretrain_backbone/{backbone}.benchmark.tsv"
+        "logs/pretrain_backbone/{backbone}/seed{seed}.benchmark.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1

@@ -29,6 +29,7 @@ run_job(
         "threads": snakemake.threads,
         "rule": snakemake.rule,
         "wildcards": dict(snakemake.wildcards),
+        "teachers": snakemake.params.teachers,
         "inputs": list(snakemake.input.teacher),
     },
     name="distill",

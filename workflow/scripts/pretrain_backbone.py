@@ -21,7 +21,8 @@ run_job(
     {
         "backbone": spec,
         "pretrain": {k: v for k, v in pretrain.items() if k != "seed"},
-        "seed": pretrain.get("seed", 0),
+        # One teacher per training seed: pretrain.seed is the offset of their seeds.
+        "seed": pretrain.get("seed", 0) + int(snakemake.wildcards.seed),
         "data_dir": snakemake.input.data,
         "views": snakemake.params.views,
         "evaluation": snakemake.params.evaluation,

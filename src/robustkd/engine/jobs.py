@@ -167,6 +167,7 @@ def distill_job(
     views: Mapping[str, Any],
     seeds: Sequence[int],
     outputs: Sequence[str | os.PathLike[str]],
+    teachers: Sequence[str | os.PathLike[str]] | None = None,
     threads: int = 1,
     device: str = "auto",
     rule: str = "distill",
@@ -187,12 +188,20 @@ def distill_job(
         views: ``crop_scale``, ``preload_size``.
         seeds: One student per seed.
         outputs: ``student.pth`` path of each seed (same order).
+        teachers: The teacher's weights file of each seed (same order): the pipeline's
+            stand-in teachers, one per seed; None: every seed loads ``backbone``'s weights.
         threads: CPU threads for this job.
         device: ``auto``, ``cpu``, ``cuda``, ...
         rule: Rule name for the provenance.
         wildcards: Wildcards for the provenance.
-        inputs: Files hashed into the provenance (teacher weights, manifest).
+        inputs: Files hashed into the provenance (teacher weights, manifest); with
+            ``teachers``, a seed's record hashes its own teacher instead of these.
+
+    Raises:
+        ValueError: ``teachers`` is not one file per seed.
     """
+    if teachers is not None and len(teachers) != len(seeds):
+        raise ValueError(f"{len(teachers)} teacher weights for {len(seeds)} seeds {list(seeds)}")
     dev = resolve_device(device)
     workers = set_threads(threads)
     prepared = PreparedDataset(data_dir)
@@ -202,15 +211,16 @@ def distill_job(
     images = load_image_set(
         prepared, "train", view, train=True, preload_size=views.get("preload_size")
     )
-    for seed, out in zip(seeds, outputs, strict=True):
+    for i, (seed, out) in enumerate(zip(seeds, outputs, strict=True)):
         started, out = now_iso(), Path(out)
         seed_everything(seed)
-        teacher = freeze(create_backbone(backbone)).to(dev)
+        spec = dict(backbone) if teachers is None else {**backbone, "weights": str(teachers[i])}
+        teacher = freeze(create_backbone(spec)).to(dev)
         student = copy_student(teacher)
         task = _distill_task(method, teacher, student, dist, normalize.to(dev), loss_weights)
         record = {
             "method": method,
-            "backbone": dict(backbone),
+            "backbone": spec,
             "loss": dict(loss_weights),
             "distortion": dict(distortion),
             "train": asdict(cfg),
@@ -230,7 +240,10 @@ def distill_job(
         write_run_provenance(
             out.parent,
             rule=rule,
-            inputs=[*inputs, Path(data_dir) / "manifest.csv"],
+            inputs=[
+                *(inputs if teachers is None else [teachers[i]]),
+                Path(data_dir) / "manifest.csv",
+            ],
             outputs=[out, out.parent / "log.jsonl"],
             wildcards=run_wildcards(wildcards, seed),
             config=record,
