@@ -328,11 +328,14 @@ def get_backbone_weights(name, seed):
 
 def get_teacher_files(name):
     """Input and params function: the teacher weights of each seed of a training job, in the
-    job's seed order (one file for every seed unless the pipeline pretrains the backbone)."""
+    job's seed order (one file for every seed unless the pipeline pretrains the backbone).
+    """
 
     def files(wildcards):
         seeds = get_job_seeds(wildcards)
-        return list(dict.fromkeys(w for s in seeds for w in get_backbone_weights(name, s)))
+        return list(
+            dict.fromkeys(w for s in seeds for w in get_backbone_weights(name, s))
+        )
 
     return files
 
@@ -415,7 +418,9 @@ def _init_weights(wildcards, seed):
         return distill_weights(wildcards.method, wildcards.distortion, seed)
     backbone = backbone_of(wildcards.method)
     if is_pretrained_here(backbone):
-        return teacher_weights(backbone, seed)  # the supervised baseline: its seed's teacher
+        return teacher_weights(
+            backbone, seed
+        )  # the supervised baseline: its seed's teacher
     return None
 
 

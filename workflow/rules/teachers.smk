@@ -11,7 +11,9 @@ rule pretrain_backbone:
         data=get_pretrain_data,
     output:
         weights=teacher_weights("{backbone}", "{seed}"),
-        metrics=str(Path(teacher_weights("{backbone}", "{seed}")).parent / "metrics.json"),
+        metrics=str(
+            Path(teacher_weights("{backbone}", "{seed}")).parent / "metrics.json"
+        ),
         record=run_record(teacher_weights("{backbone}", "{seed}")),
     log:
         "logs/pretrain_backbone/{backbone}/seed{seed}.log",
