@@ -81,9 +81,9 @@ def build_chain(root: Path) -> None:
     )
     manifest = str(data / "manifest.csv")
 
-    teacher = _write(Path("results/teachers/vit/model.pth"), b"teacher" * 50)
+    teacher = _write(Path("results/teachers/vit/seed0/model.pth"), b"teacher" * 50)
     write_provenance(
-        "results/teachers/vit/provenance.json",
+        "results/teachers/vit/seed0/provenance.json",
         rule="pretrain_backbone",
         inputs=[manifest],
         outputs=[teacher],
@@ -159,7 +159,7 @@ def test_intact_chain_passes_and_prints_every_link(chain):
     for text in (
         "<- finetune  results/finetune/toy/ours/mask/frac1/seed2/provenance.json",
         "<- distill  results/distill/ours/mask/seed0/provenance.json",
-        "<- pretrain_backbone  results/teachers/vit/provenance.json",
+        "<- pretrain_backbone  results/teachers/vit/seed0/provenance.json",
         "<- prepare_toy  results/data/toy/provenance.json",
         "<- demo_raw  results/raw_demo/toy/provenance.json",
         "<- source  config/classes.txt",
@@ -170,7 +170,7 @@ def test_intact_chain_passes_and_prints_every_link(chain):
     ):
         assert text in out, text
     # The supervised runs name the teacher in their config without hashing it: a warning.
-    assert any("results/teachers/vit/model.pth" in w for w in result.warnings)
+    assert any("results/teachers/vit/seed0/model.pth" in w for w in result.warnings)
 
 
 def test_table_provenance_maps_cells_to_metrics(chain):
@@ -193,7 +193,7 @@ def test_table_provenance_maps_cells_to_metrics(chain):
         "results/finetune/toy/ours/mask/frac1/seed0/model.pth",
         "results/data/toy/images/train/img2.png",  # a prepared image (a link to the raw one)
         "results/data/toy/arrays/test.npy",  # a packed array
-        "results/teachers/vit/model.pth",
+        "results/teachers/vit/seed0/model.pth",
         "config/classes.txt",  # a source outside results/
     ],
 )
@@ -249,7 +249,7 @@ def test_a_figure_is_walked_through_the_job_that_made_its_data(chain, capsys):
     """Fig 4: the figure's record -> the attention maps job's file -> the models and data."""
     npz = _write(Path("results/eval/fig4/attention.npz"), b"maps" * 50)
     models = [
-        "results/teachers/vit/model.pth",
+        "results/teachers/vit/seed0/model.pth",
         "results/distill/ours/mask/seed0/student.pth",
         "results/finetune/toy/supervised/mask/frac1/seed0/model.pth",
     ]
@@ -383,7 +383,7 @@ def test_audit_of_the_real_dag(tiny_run, capsys):
     victims = [
         ("table1", "results/distill/ours/mask-0.90/seed1/student.pth"),
         ("table3", "results/finetune/imagenet100/global/noise-0.5/frac1/seed0/model.pth"),
-        ("table3", "results/teachers/vit/model.pth"),
+        ("table3", "results/teachers/vit/seed0/model.pth"),
         ("table1", f"results/data/imagenet100/{first_image}"),
         ("table2", "results/data/cifar10/arrays/train.npy"),
     ]

@@ -55,7 +55,7 @@ def test_profile_check_combines_default_and_rule_resources():
 
 
 def _dry_run(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "snakemake", "results/teachers/vit/model.pth", "--dry-run"]
+    cmd = [sys.executable, "-m", "snakemake", "results/teachers/vit/seed0/model.pth", "--dry-run"]
     cmd += [*args, "--forceall", "--configfile", "config/demo.yaml", "config/tiny.yaml"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
 

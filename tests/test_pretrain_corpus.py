@@ -43,10 +43,10 @@ def test_teacher_pretraining_used_no_target_label(tiny_run, backbone):
     assert targets and targets <= cmc
 
     # What the job consumed, by Snakemake's record and by the job's own provenance.
-    record = _snakemake_record(work, f"results/teachers/{backbone}/model.pth")
+    record = _snakemake_record(work, f"results/teachers/{backbone}/seed0/model.pth")
     assert record["rule"] == "pretrain_backbone"
     assert record["input"] == ["results/data/pretrain_corpus"]
-    prov = json.loads((work / f"results/teachers/{backbone}/provenance.json").read_text())
+    prov = json.loads((work / f"results/teachers/{backbone}/seed0/provenance.json").read_text())
     assert prov["rule"] == "pretrain_backbone"
     assert list(prov["inputs"]) == ["results/data/pretrain_corpus/manifest.csv"]
     manifest_sha = hashlib.sha256((corpus_dir / "manifest.csv").read_bytes()).hexdigest()

@@ -273,6 +273,39 @@ def _in_process(root, out, **train):
     return torch.load(out)
 
 
+def test_each_seed_distils_from_its_own_teacher(setup, tmp_path):
+    """With ``teachers`` (one stand-in teacher per seed), seed 1 of a two-seed job equals a job
+    of seed 1 alone on teacher 1, differs from one on teacher 0, and its record hashes teacher
+    1 only; a list of the wrong length is refused before any training."""
+    from robustkd.engine.jobs import distill_job
+
+    torch.manual_seed(1)
+    other = create_backbone(
+        {"timm_name": "vit_tiny_patch16_224", "weights": None, "kwargs": KWARGS}
+    )
+    teachers = [str(setup / "teacher.pth"), str(tmp_path / "teacher1.pth")]
+    torch.save(other.state_dict(), teachers[1])
+
+    def run(folder, seeds, seed_teachers):
+        outs = [str(tmp_path / folder / f"seed{s}" / "student.pth") for s in seeds]
+        kwargs = distill_kwargs(setup, outs[0])
+        kwargs.update(seeds=seeds, outputs=outs, teachers=seed_teachers, inputs=seed_teachers)
+        distill_job(**kwargs)
+        return outs
+
+    both = run("both", [0, 1], teachers)
+    alone = run("alone", [1], teachers[1:])
+    swapped = run("swapped", [1], teachers[:1])
+    assert weights_sha256(both[1]) == weights_sha256(alone[0])
+    assert weights_sha256(both[1]) != weights_sha256(swapped[0])
+    record = json.loads((tmp_path / "both" / "seed1" / "provenance.json").read_text())
+    assert teachers[1] in record["inputs"] and teachers[0] not in record["inputs"]
+    assert record["config"]["backbone"]["weights"] == teachers[1]
+    with pytest.raises(ValueError, match=r"1 teacher weights for 2 seeds \[0, 1\]"):
+        run("short", [0, 1], teachers[:1])
+    assert not [p for p in (tmp_path / "short").rglob("*") if p.is_file()]  # nothing written
+
+
 def test_a_checkpoint_of_other_code_settings_or_data_is_not_resumed(
     setup, tmp_path, monkeypatch, caplog
 ):

@@ -6,6 +6,7 @@ run both ways on the tiny overlay, write byte-identical files.
 """
 
 import json
+import re
 import shutil
 import sys
 from collections import Counter
@@ -20,7 +21,8 @@ from tests.conftest import copy_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [ROOT / "config/demo.yaml", ROOT / "config/tiny.yaml"]
-# The rules that train (pretrain_backbone and craft_teacher train one model, with one seed).
+# The rules that train seeds grouped by jobs.seeds_per_job (pretrain_backbone trains one teacher
+# per seed whatever the setting, craft_teacher one model).
 TRAINING = {"distill", "distill_ci", "finetune", "finetune_fractions", "transfer", "craft_student"}
 # Fields of provenance.json that differ between any two runs, by design: wall-clock times, the
 # training speed, and the path of the temporary copy of the script Snakemake runs (argv).
@@ -71,6 +73,53 @@ def test_job_counts_follow_the_setting(tmp_path):
     assert all(sorted(v) == seeds for v in _seeds_by_job(each).values())
 
 
+def _teacher_inputs(workdir: Path, configs) -> list[tuple[str, dict[str, str], list[str]]]:
+    """(rule, wildcards, teacher weights among its inputs) of every job of ``all``."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", ROOT / "Snakefile", "all", "--dry-run"]
+    cmd += ["--forceall", "--cores", "1", "--configfile", *configs]
+    proc = bounded.run(cmd, what="Snakemake dry run", timeout=bounded.QUICK, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"^(?:local)?rule ", proc.stdout, flags=re.M)[1:]:
+        inputs = re.search(r"^    input: (.*)$", block, re.M)
+        wildcards = re.search(r"^    wildcards: (.*)$", block, re.M)
+        files = inputs.group(1).split(", ") if inputs else []
+        jobs.append(
+            (
+                block.split(":", 1)[0],
+                dict(kv.split("=", 1) for kv in wildcards.group(1).split(", "))
+                if wildcards
+                else {},
+                [f for f in files if f.startswith("results/teachers/")],
+            )
+        )
+    return jobs
+
+
+@pytest.mark.parametrize("mode", ["one", "all"])
+def test_each_seed_learns_from_its_own_teacher(tmp_path, mode):
+    """The pipeline pretrains one stand-in teacher per backbone and seed, and the students and
+    supervised baseline of seed s start from teacher s only; a fine-tuning of a student reads
+    no teacher (it starts from the student). With every seed in one job, the job reads each
+    seed's teacher."""
+    jobs = _teacher_inputs(tmp_path, [*TINY, _overlay(tmp_path, mode)])
+    pretrained = {
+        (wc["backbone"], wc["seed"]) for rule, wc, _ in jobs if rule == "pretrain_backbone"
+    }
+    assert pretrained == {(b, s) for b in ("vit", "clip") for s in ("0", "1")}
+    by_rule = Counter(rule for rule, _, _ in jobs)
+    assert by_rule["distill"] and by_rule["distill_ci"] and by_rule["finetune"]
+    for rule, wc, teachers in jobs:
+        seeds = [wc.get("seed")] if mode == "one" else ["0", "1"]
+        if rule in ("distill", "distill_ci") or (
+            rule == "finetune" and wc["method"] == "supervised"
+        ):
+            backbone = "clip" if rule == "distill_ci" else "vit"
+            assert teachers == [f"results/teachers/{backbone}/seed{s}/model.pth" for s in seeds]
+        elif rule in ("finetune", "finetune_fractions", "transfer"):
+            assert teachers == [] or wc["method"] == "supervised", (rule, wc, teachers)
+
+
 def test_a_seed_outside_the_config_has_no_job(tmp_path):
     """The {seed} wildcard matches the configured seeds only (here 0 and 1)."""
     target = "results/distill/ours/mask-0.90/seed7/student.pth"
@@ -115,7 +164,8 @@ def test_both_groupings_write_identical_files(tmp_path):
         assert proc.returncode == 0, f"{what} failed:\n{proc.stderr[-4000:]}"
         return proc
 
-    snakemake("results/data/imagenet100", "results/teachers/vit/model.pth", what="data, teacher")
+    teachers = [f"results/teachers/vit/seed{s}/model.pth" for s in (0, 1)]
+    snakemake("results/data/imagenet100", *teachers, what="data, teachers")
     base = "results/finetune/imagenet100/ours/mask-0.90/frac1"
     targets = [f"{base}/seed{s}/metrics.json" for s in (0, 1)]
     trained = ("results/distill", "results/finetune")

@@ -42,13 +42,13 @@ PARTITION = "rkdtest"
 # Three levels of the demo DAG (status polling costs ~14 s per level), two jobs at a time on two
 # cores: the miniature raw data and preparation of CIFAR-10 (packed arrays) and ImageNet-100
 # (JPEG files), and the teacher (a GPU rule: it must get the profile's GPU request).
-TARGETS = ["results/data/cifar10", "results/teachers/vit/model.pth"]
+TARGETS = ["results/data/cifar10", "results/teachers/vit/seed0/model.pth"]
 EXPECTED_JOBS = {
     "demo_raw_wildcards_cifar10",
     "demo_raw_wildcards_imagenet100",
     "prepare_cifar10",
     "prepare_pretrain_corpus",  # the stand-in teachers' corpus (20 classes outside ImageNet-100)
-    "pretrain_backbone_wildcards_vit",
+    "pretrain_backbone_wildcards_vit_0",
 }
 # Keys of a metrics file that measure time, not results.
 TIMING_KEYS = {"images_per_s", "seconds"}
@@ -239,7 +239,7 @@ def test_demo_dag_through_slurm_equals_local_run(slurm_run):
     assert set(jobs) == EXPECTED_JOBS, proc.stderr[-4000:]
     assert {j["JobState"] for j in jobs.values()} == {"COMPLETED"}
     assert {j["Partition"] for j in jobs.values()} == {PARTITION}
-    assert jobs["pretrain_backbone_wildcards_vit"]["TresPerJob"] == "gres:gpu:1"
+    assert jobs["pretrain_backbone_wildcards_vit_0"]["TresPerJob"] == "gres:gpu:1"
     assert all(j.get("TresPerJob", "(null)") == "(null)" for c, j in jobs.items() if "vit" not in c)
     for job in jobs.values():
         log = Path(job["StdOut"])
@@ -256,7 +256,7 @@ def test_demo_dag_through_slurm_equals_local_run(slurm_run):
     assert any(f.name == "manifest.csv" for f in files)
     assert any(f.name == "classes.txt" for f in files)
     assert any(f.suffix == ".npy" for f in files)
-    assert Path("results/teachers/vit/model.pth") in files
+    assert Path("results/teachers/vit/seed0/model.pth") in files
     for rel in files:
         assert (on_slurm / rel).is_file(), rel
         assert _comparable(on_slurm / rel) == _comparable(local / rel), rel
@@ -273,17 +273,17 @@ def test_gres_request_is_the_only_gpu_request_and_sets_the_processes(slurm_run):
     overlay = _test_overlay(
         slurm_run["tmp"] / "gres", {"pretrain_backbone": {"gres": "gpu:a100:2"}}
     )
-    target = "results/teachers/vit/model.pth"
+    target = "results/teachers/vit/seed0/model.pth"
     shutil.rmtree(on_slurm / "results" / "teachers" / "vit")
     args = ["--profile", "profiles/slurm", "--profile", str(overlay)]
     proc = _snakemake(on_slurm, target, *args, env=env)
     assert proc.returncode == 0, proc.stderr[-6000:]
-    job = _jobs_in(on_slurm, env)["pretrain_backbone_wildcards_vit"]
+    job = _jobs_in(on_slurm, env)["pretrain_backbone_wildcards_vit_0"]
     assert job["JobState"] == "COMPLETED"
     # One GPU request: --gres lands in TresPerNode, --gpus in TresPerJob.
     gpu_requests = [f"{k}={v}" for k, v in job.items() if k.startswith("TresPer") and "gpu" in v]
     assert gpu_requests == ["TresPerNode=gres:gpu:a100:2"], gpu_requests
-    log = (on_slurm / "logs" / "pretrain_backbone" / "vit.log").read_text()
+    log = (on_slurm / "logs" / "pretrain_backbone" / "vit" / "seed0.log").read_text()
     assert "launching pretrain job on 2 processes" in log
     assert "[rank 0/2]" in log and "[rank 1/2]" in log
     # Trained to its last step on 2 ranks (step k/k of the last epoch).

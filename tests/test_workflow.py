@@ -67,7 +67,7 @@ def test_demo_dag_end_to_end(workdir):
     assert set(camelyon.splits) == {"train", "id_val", "val", "test"}
 
     # The training stages: a teacher, students, classifiers with metrics, and the two tables.
-    teacher = json.loads((workdir / "results/teachers/vit/metrics.json").read_text())
+    teacher = json.loads((workdir / "results/teachers/vit/seed0/metrics.json").read_text())
     # Pretrained on the corpus of other classes (3 in the tiny overlay), not on the 4 targets.
     assert 0 <= teacher["top1"] <= 100 and teacher["chance"] == pytest.approx(100 / 3)
     for seed in (0, 1):
