@@ -54,7 +54,9 @@ def job_inputs(tmp_path):
 def test_job_writes_the_figure_arrays_and_provenance(tmp_path, job_inputs):
     data, paths = job_inputs
     out = tmp_path / "eval" / "attention.npz"
-    backbone = {**TINY, "weights": str(paths["teacher"])}
+    # The workflow's spec of a stand-in teacher names the pattern of its per-seed files; the
+    # job loads the one file it is given (Fig 4's seed).
+    backbone = {**TINY, "weights": "results/teachers/vit/seed*/model.pth"}
     attention_maps_job(
         backbone=backbone,
         teacher=[paths["teacher"]],
@@ -82,6 +84,7 @@ def test_job_writes_the_figure_arrays_and_provenance(tmp_path, job_inputs):
     assert set(prov["outputs"]) == {str(out)}
     assert str(data / "manifest.csv") in prov["inputs"] and str(paths["teacher"]) in prov["inputs"]
     assert {str(p) for p in paths["ours"] + paths["supervised"]} <= set(prov["inputs"])
+    assert prov["config"]["backbone"]["weights"] == str(paths["teacher"])
 
     panels = fig4_panels(out)
     assert len(panels) == 2 * 3

@@ -145,8 +145,9 @@ def attention_maps_job(
 
     Args:
         backbone: The ViT spec (its weights resolved: what is loaded).
-        teacher: The teacher's weights file, hashed into the provenance (the workflow's:
-            pretrained or fetched from the hub; or the config's own file).
+        teacher: The teacher's weights file (none, or one), loaded and hashed into the
+            provenance: the workflow's (the stand-in pretrained for Fig 4's seed, or fetched
+            from the hub) or the config's own file; empty: the spec's own weights.
         ours: Our distilled student of each distortion.
         supervised: The supervised classifier (``model.pth``) of each distortion.
         distortions: Config entries of the distortions.
@@ -156,7 +157,14 @@ def attention_maps_job(
         seed: Seed of the distortions drawn.
         out: The ``.npz`` to write; ``provenance.json`` goes beside it.
         rule: Rule name for the provenance.
+
+    Raises:
+        ValueError: More than one teacher file.
     """
+    if len(teacher) > 1:
+        raise ValueError(f"one teacher weights file expected, got {len(teacher)}: {list(teacher)}")
+    if teacher:
+        backbone = {**backbone, "weights": str(teacher[0])}
     started = now_iso()
     arrays = attention_maps(
         backbone=backbone,
