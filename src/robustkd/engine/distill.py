@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,10 +19,10 @@ from torch import nn
 from robustkd.distortions import Distortion
 from robustkd.engine.distributed import all_gather_no_grad, context
 from robustkd.losses.contrastive_inversion import contrastive_inversion_loss
-from robustkd.losses.multilevel import MultiLevelLoss
+from robustkd.losses.multilevel import MultiLevelLoss, create_multilevel_loss, needs_attention
 from robustkd.models.taps import attach_attention_tap, vit_forward
 
-__all__ = ["ContrastiveInversionTask", "DistillTask", "Normalize"]
+__all__ = ["ContrastiveInversionTask", "DistillTask", "Normalize", "distill_task"]
 
 
 class Normalize(nn.Module):
@@ -126,3 +127,40 @@ class ContrastiveInversionTask:
         ctx = context()
         t_all = all_gather_no_grad(t)  # (world * B, D)
         return contrastive_inversion_loss(s, t_all, self.tau, offset=ctx.rank * len(s))
+
+
+def distill_task(
+    method: str,
+    teacher: nn.Module,
+    student: nn.Module,
+    dist: Distortion,
+    normalize: Normalize,
+    loss_weights: Mapping[str, Any],
+) -> DistillTask | ContrastiveInversionTask:
+    """The training step of a distillation method.
+
+    Args:
+        method: ``ci`` (Contrastive Inversion), or a multi-level method (``ours``, ``global``,
+            ``global-local``, ``global-attention``).
+        teacher: The frozen teacher.
+        student: The student (trained).
+        dist: The distortion of the student's inputs.
+        normalize: Pixel normalisation of the backbone.
+        loss_weights: ``tau`` (CI), or the multi-level loss's weights and ``tau``.
+
+    Raises:
+        ConfigError: An unknown method or a missing loss weight
+            (:func:`~robustkd.losses.multilevel.create_multilevel_loss`).
+    """
+    if method == "ci":
+        return ContrastiveInversionTask(
+            teacher, student, dist, normalize, tau=float(loss_weights["tau"])
+        )
+    return DistillTask(
+        teacher,
+        student,
+        create_multilevel_loss(method, loss_weights),
+        dist,
+        normalize,
+        with_attention=needs_attention(method),
+    )

@@ -18,14 +18,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from robustkd.atomic import write_json_atomic
 from robustkd.data.prepared import PreparedDataset
-from robustkd.distortions import Distortion
 from robustkd.engine.checkpoint import save_weights
 from robustkd.engine.data import ImageSet, label_fraction_indices, load_image_set
-from robustkd.engine.distill import ContrastiveInversionTask, DistillTask, Normalize
+from robustkd.engine.distill import distill_task
 from robustkd.engine.distributed import context, is_main
 from robustkd.engine.evaluate import evaluate_classifier
 from robustkd.engine.finetune import Classifier, FinetuneTask
@@ -38,7 +35,6 @@ from robustkd.engine.jobsetup import (
 )
 from robustkd.engine.loop import resolve_device, train
 from robustkd.engine.optim import TrainConfig
-from robustkd.losses.multilevel import create_multilevel_loss, needs_attention
 from robustkd.models.backbones import copy_student, create_backbone, freeze
 from robustkd.provenance import now_iso, run_wildcards
 
@@ -133,28 +129,6 @@ def pretrain_job(
     return metrics
 
 
-def _distill_task(
-    method: str,
-    teacher: torch.nn.Module,
-    student: torch.nn.Module,
-    dist: Distortion,
-    normalize: Normalize,
-    loss_weights: Mapping[str, Any],
-) -> DistillTask | ContrastiveInversionTask:
-    if method == "ci":
-        return ContrastiveInversionTask(
-            teacher, student, dist, normalize, tau=float(loss_weights["tau"])
-        )
-    return DistillTask(
-        teacher,
-        student,
-        create_multilevel_loss(method, loss_weights),
-        dist,
-        normalize,
-        with_attention=needs_attention(method),
-    )
-
-
 @holds_run_folders(lambda job: [Path(out).parent for out in job["outputs"]])
 def distill_job(
     *,
@@ -217,7 +191,7 @@ def distill_job(
         spec = dict(backbone) if teachers is None else {**backbone, "weights": str(teachers[i])}
         teacher = freeze(create_backbone(spec)).to(dev)
         student = copy_student(teacher)
-        task = _distill_task(method, teacher, student, dist, normalize.to(dev), loss_weights)
+        task = distill_task(method, teacher, student, dist, normalize.to(dev), loss_weights)
         record = {
             "method": method,
             "backbone": spec,
