@@ -301,7 +301,7 @@ def get_backbone_spec(name):
     """A backbone's spec for robustkd.models.create_backbone, weights resolved to a file.
 
     A backbone with a `pretrain` section is pretrained by the pipeline, once per training
-    seed (rule pretrain_backbone): its spec names the pattern of those files, seed*, and each
+    seed (by pretrain_backbone); its spec names the pattern of those files, seed*, and each
     job loads its seed's file (get_teacher_files). Hub weights are the output of rule
     fetch_weights.
     """
