@@ -327,15 +327,12 @@ def get_backbone_weights(name, seed):
 
 
 def get_teacher_files(name):
-    """Input and params function: the teacher weights of each seed of a training job, in the
-    job's seed order (one file for every seed unless the pipeline pretrains the backbone).
-    """
+    """Input function: the teacher weights a training job reads, each seed's in the job's seed
+    order (one file for every seed unless the pipeline pretrains the backbone)."""
 
     def files(wildcards):
-        seeds = get_job_seeds(wildcards)
-        return list(
-            dict.fromkeys(w for s in seeds for w in get_backbone_weights(name, s))
-        )
+        per_seed = get_seed_teachers(name)(wildcards)
+        return get_backbone_weights(name, None) if per_seed is None else per_seed
 
     return files
 
@@ -417,10 +414,8 @@ def _init_weights(wildcards, seed):
     if wildcards.method in PRETRAINED_METHODS:
         return distill_weights(wildcards.method, wildcards.distortion, seed)
     backbone = backbone_of(wildcards.method)
-    if is_pretrained_here(backbone):
-        return teacher_weights(
-            backbone, seed
-        )  # the supervised baseline: its seed's teacher
+    if is_pretrained_here(backbone):  # the supervised baseline: its seed's teacher
+        return teacher_weights(backbone, seed)
     return None
 
 
