@@ -182,7 +182,7 @@ rule claims:
 
 
 # The decisive claims of the miniature: `make study` runs this target with config/study.yaml
-# (10 seeds, the claims of Table 1, Table 3, Fig 3 and Fig 2) in study/, apart from the demo.
+# (20 seeds, the claims of Table 1, Table 3, Fig 3 and Fig 2) in study/, apart from the demo.
 
 
 rule study:
