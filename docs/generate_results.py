@@ -16,7 +16,9 @@ listed as such), and the facts about the run come from what it recorded:
   directory (``--cell`` picks another cell, ``--no-audit`` skips it).
 
 With ``--study DIR`` (a finished ``make study``: its ``results/tables/claims.md`` and Snakemake
-log) the page and the README block also show the study's claims and its run, and with
+log) the page and the README block also show the study's claims and its run (``--study-logs LOG
+[LOG ...]``: every Snakemake log that built the study, when more than one run did, e.g. seeds
+added to a finished study; their commands are listed and their wall times added), and with
 ``--agreement FILE [FILE ...]`` (printed outputs of ``benchmarks/claims_agreement.py``, saved to
 files; the README shows the first, the page all) whether the verdicts survived a change of CPU
 kernels.
@@ -81,6 +83,7 @@ class RunInfo:
     machine: str = "unknown"
     software: str = ""
     rule_times: dict[str, list[float]] = field(default_factory=dict)
+    runs: int = 1
 
 
 def load_run_times() -> ModuleType:
@@ -212,11 +215,35 @@ def run_audit(run: Path, row: str, col: str) -> tuple[str, int]:
     return (done.stdout + done.stderr).rstrip(), done.returncode
 
 
+def combine_logs(logs: list[Path], info: RunInfo) -> None:
+    """Fill ``info`` from the Snakemake logs of several runs that built one folder, in order.
+
+    Commands are joined with `` ; ``, jobs and wall times added, time per rule kind merged; the
+    config files and cores are the last run's.
+    """
+    commands, jobs = [], 0
+    for log in logs:
+        part = RunInfo()
+        read_log(log, part)
+        commands.append(f"{part.command} ({part.wall_s / 60:.1f} min)")
+        jobs += int(part.jobs or 0)
+        info.wall_s += part.wall_s
+        for rule, times in part.rule_times.items():
+            info.rule_times.setdefault(rule, []).extend(times)
+        info.configs, info.cores = part.configs, part.cores
+    info.command = " ; ".join(commands)
+    info.jobs = str(jobs) if jobs else ""
+    info.runs = len(logs)
+
+
 def run_table(info: RunInfo) -> str:
     """The Markdown table that says which run made the page."""
+    command = info.command if info.runs > 1 else f"`{info.command}`"
+    if info.runs > 1:
+        command = f"{info.runs} runs: " + " ; ".join(f"`{c}`" for c in info.command.split(" ; "))
     rows = [
         ("date", info.date),
-        ("command", f"`{info.command}`" if info.command else "unknown"),
+        ("command", command if info.command else "unknown"),
         ("config", " + ".join(f"`{c}`" for c in info.configs) or "unknown"),
         ("machine", info.machine + (f"; Snakemake given {info.cores} cores" if info.cores else "")),
         ("software", info.software or "unknown"),
@@ -396,7 +423,9 @@ def build_block(run: Path, info: RunInfo, extras: Extras | None = None) -> str:
     study = study_claims(extras)
     if summary := claims_summary(study):
         took = extras.study_info.wall_s
-        when = f", {took / 60:.0f} min on the same cores" if took else ""
+        runs = extras.study_info.runs
+        where = "on the same cores" + (f" in {runs} Snakemake runs" if runs > 1 else "")
+        when = f", {took / 60:.0f} min {where}" if took else ""
         csv = extras.study / "results" / "tables" / "claims.csv"
         lines += [
             "",
@@ -434,6 +463,9 @@ def main() -> None:
     p.add_argument("--no-figures", action="store_true", help="keep docs/demo/*.png as they are")
     p.add_argument("--study", type=Path, help="a finished `make study` folder (its results/)")
     p.add_argument(
+        "--study-logs", type=Path, nargs="+", help="the Snakemake logs of every run of the study"
+    )
+    p.add_argument(
         "--agreement", type=Path, nargs="+", help="benchmarks/claims_agreement.py's outputs"
     )
     args = p.parse_args()
@@ -441,7 +473,9 @@ def main() -> None:
     extras = Extras(agreement=texts[0] if texts else "", more_agreements=texts[1:])
     if args.study:
         extras.study = args.study.resolve()
-        if log := table1_log(extras.study):
+        if args.study_logs:
+            combine_logs(args.study_logs, extras.study_info)
+        elif log := table1_log(extras.study):
             read_log(log, extras.study_info)
         read_records(extras.study, extras.study_info)
     run = args.run.resolve()

@@ -99,3 +99,30 @@ def test_the_run_table_gives_the_command_as_typed(tmp_path, monkeypatch):
         info.command == "snakemake all --cores 2 --scheduler greedy --configfile config/demo.yaml"
     )
     assert info.configs == ["config/config.yaml", "config/demo.yaml"]
+
+
+def test_a_study_built_by_two_runs_lists_both_commands_and_adds_their_times(tmp_path, monkeypatch):
+    logs = []
+    for i, (seeds_file, jobs) in enumerate([("config/study.yaml", 89), ("/x/more.yaml", 70)]):
+        log = tmp_path / f"{i}.snakemake.log"
+        log.write_text(
+            f"Command: /v/bin/snakemake study --cores 2 --configfile /c/config/demo.yaml "
+            f"/c/{seeds_file}\nBase directory: /c\nProvided cores: 2\ntotal {jobs}\n"
+        )
+        logs.append(log)
+
+    class Times:
+        @staticmethod
+        def parse(path):
+            wall = {"0.snakemake.log": 600.0, "1.snakemake.log": 300.0}[Path(path).name]
+            return {"finetune": [wall / 2], "distill": [wall / 4]}, 0, wall
+
+    monkeypatch.setattr(gen, "load_run_times", lambda: Times)
+    info = gen.RunInfo()
+    gen.combine_logs(logs, info)
+    assert info.wall_s == 900.0 and info.jobs == "159" and info.runs == 2
+    assert info.rule_times == {"finetune": [300.0, 150.0], "distill": [150.0, 75.0]}
+    table = gen.run_table(info)
+    assert "2 runs: `snakemake study --cores 2 --configfile config/demo.yaml" in table
+    assert "(10.0 min)` ; `snakemake study" in table and "(5.0 min)`" in table
+    assert "159 jobs, 15.0 min wall" in table
