@@ -2,7 +2,7 @@
 #   make setup  create .venv: the package, PyTorch, Snakemake and the test tools
 #   make try    set up .venv and build Table 1 of the tiny overlay into tiny/ (about a minute)
 #   make demo   set up .venv and run the offline miniature of the whole pipeline
-#   make study  set up .venv and decide the miniature's claims with 10 seeds, in study/
+#   make study  set up .venv and decide the miniature's claims with 20 seeds, in study/
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
 #   make results-docs RUN=<dir>   docs/results.md and the README's results block from a run
 #   make gpu-check  the GPU check (benchmarks/gpu_check.py): on one NVIDIA GPU at most 8 min;
