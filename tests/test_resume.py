@@ -89,10 +89,32 @@ def weights_sha256(path):
     return digest.hexdigest()
 
 
-def _command(root, out, kill_at=None, term_at=None, stop_at=None, group_term_at=None, threads=1):
-    """The command and environment of a distill job in its own process, with test hooks."""
+# Run in the job's process before it starts: each checkpoint write first sleeps a second, as a
+# slow disk would, so an asynchronous write is still in flight when the next steps run.
+SLOW_DISK = (
+    "import time; import robustkd.engine.checkpoint as c; _save = c._atomic_torch_save; "
+    "c._atomic_torch_save = lambda *a, **k: (time.sleep(1.0), _save(*a, **k))[1]; "
+)
+
+
+def _command(
+    root,
+    out,
+    kill_at=None,
+    term_at=None,
+    stop_at=None,
+    group_term_at=None,
+    threads=1,
+    prelude="",
+    **train,
+):
+    """The command and environment of a distill job in its own process, with test hooks.
+
+    ``prelude`` is Python run first in that process; ``train`` updates its ``train_cfg``.
+    """
     args = {**distill_kwargs(root, out), "threads": threads}
-    code = (
+    args["train_cfg"] = {**args["train_cfg"], **train}
+    code = prelude + (
         "import json, sys; from robustkd.engine.jobs import distill_job; "
         "from robustkd.joblog import configure_job_logging; configure_job_logging(None); "
         "distill_job(**json.loads(sys.argv[1]))"
@@ -187,6 +209,23 @@ def test_sigkill_mid_epoch_then_rerun_is_bit_identical(setup, uninterrupted, tmp
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_a_kill_waits_for_the_asynchronous_checkpoint_in_flight(setup, uninterrupted, tmp_path):
+    # As above, with checkpoints written on a background thread to a disk that takes a second
+    # per write: the step-6 write is still in flight when step 7 is due. The injected kill
+    # strikes once it is on disk, so the run resumes from step 6, not from whatever was written.
+    cmd, env, what = _command(
+        setup, tmp_path / "cut" / "student.pth", kill_at=7, prelude=SLOW_DISK, checkpoint_async=True
+    )
+    killed = bounded.run(cmd, what=what, timeout=bounded.JOB, env=env)
+    assert killed.returncode == -signal.SIGKILL
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 6
+
+    rerun = _job(setup, tmp_path / "cut" / "student.pth")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resumed from" in rerun.stderr and "at step 6/10" in rerun.stderr
+    assert weights_sha256(tmp_path / "cut" / "student.pth") == weights_sha256(uninterrupted())
 
 
 def test_preemption_signal_checkpoints_then_resumes_identically(

@@ -82,7 +82,12 @@ class StepFaults:
         )
 
     def before_step(self, step: int, flush: Callable[[], None]) -> None:
-        """Inject the faults due before global step ``step`` (``flush`` runs before a kill)."""
+        """Inject the faults due before global step ``step``.
+
+        ``flush`` runs before a SIGKILL or SIGSTOP: the loop passes one that flushes the step log
+        and waits for the checkpoint write in flight (``checkpoint_async``), so what is on disk
+        when the fault strikes depends on the step alone, not on how fast the disk was.
+        """
         if step == self.kill_at:
             flush()
             os.kill(os.getpid(), signal.SIGKILL)

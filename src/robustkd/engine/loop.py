@@ -299,7 +299,7 @@ def _train(
                 ],
             )
             for batch in loader:
-                faults.before_step(step, log_file.flush)
+                faults.before_step(step, lambda: (log_file.flush(), writer.wait()))
                 if preempted(preemption, ctx):
                     steplog.flush()
                     checkpoint(steplog, wait=True)  # on disk before the job stops
