@@ -1,4 +1,5 @@
 # Snakemake adapter: the distillation loss curves of every student (rule distill_curves).
+import sys
 from pathlib import Path
 
 # This checkout's robustkd, or a clear error (robustkd_checkout.py, beside this script).
