@@ -27,7 +27,7 @@ STUDY_DIR ?= study
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	# torch and torchvision first, pinned: an unpinned torch may pull several GB of CUDA wheels.
+	# torch and torchvision first, pinned: the versions every result in docs/ was measured with.
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
