@@ -289,6 +289,11 @@ def _train(
         # Loss components stay on the device until a boundary (progress line, checkpoint,
         # preemption, end): no host synchronisation per step.
         steplog = StepLog(log_file, lambda v: reduce_mean(v, ctx), ckpt_path, resumed_from)
+
+        def settle() -> None:  # before an injected kill or stop: the log and checkpoint on disk
+            log_file.flush()
+            writer.wait()
+
         while step < total:
             epoch, offset = divmod(step, steps_per_epoch)
             sampler.set(
@@ -299,7 +304,7 @@ def _train(
                 ],
             )
             for batch in loader:
-                faults.before_step(step, lambda: (log_file.flush(), writer.wait()))
+                faults.before_step(step, settle)
                 if preempted(preemption, ctx):
                     steplog.flush()
                     checkpoint(steplog, wait=True)  # on disk before the job stops
