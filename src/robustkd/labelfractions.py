@@ -22,6 +22,9 @@ from typing import Any
 __all__ = [
     "ILSVRC_PER_CLASS",
     "fig3_class_sizes",
+    "fraction_batch",
+    "fraction_min_steps",
+    "fraction_run_epochs",
     "fraction_used",
     "fraction_warnings",
     "kept_per_class",
@@ -91,6 +94,47 @@ def fraction_used(metrics: Mapping[str, Any], path: str | os.PathLike[str], aske
         f"before it was recorded lack it), so its label fraction {asked:g} cannot be shown as "
         "used; rerun the label-fraction fine-tuning (snakemake --forcerun finetune_fractions)"
     )
+
+
+def fraction_min_steps(config: Mapping[str, Any]) -> int:
+    """Optimizer steps each Fig 3 run makes at least: ``experiments.fig3.min_steps`` (absent: 0).
+
+    A run whose fraction is too small for them in ``training.finetune.epochs`` trains for more
+    epochs (:func:`robustkd.engine.optim.at_least_steps`).
+    """
+    fig3 = (config.get("experiments") or {}).get("fig3") or {}
+    return int(fig3.get("min_steps") or 0)
+
+
+def fraction_batch(images: int, batch_size: int, world: int = 1) -> int:
+    """Batch of a fine-tuning run on ``images`` images.
+
+    A small label fraction may hold fewer images than ``batch_size``: the batch shrinks to it
+    (a multiple of ``world`` data-parallel processes, at least ``world``).
+    """
+    batch = min(batch_size, images)
+    return max(world, batch - batch % world)
+
+
+def fraction_run_epochs(
+    images: int, batch_size: int, epochs: int, min_steps: int, world: int = 1
+) -> int:
+    """Epochs a fine-tuning run on ``images`` images makes under a floor of ``min_steps`` steps.
+
+    An epoch makes ``images // batch`` steps (at least 1) at :func:`fraction_batch`'s batch,
+    dropping an incomplete last batch; the run makes whole epochs, ``epochs`` or more.
+    Example: 60 images, batch 64, 6 epochs, floor 100 -> one step per epoch, 100 epochs;
+    750 images -> 11 steps per epoch, 10 epochs (110 steps).
+
+    Raises:
+        ValueError: ``images`` below 1 or ``min_steps`` below 0 (named).
+    """
+    if images < 1:
+        raise ValueError(f"a fine-tuning run needs at least one image, not {images}")
+    if min_steps < 0:
+        raise ValueError(f"experiments.fig3.min_steps must be 0 or more, not {min_steps}")
+    per_epoch = max(1, images // fraction_batch(images, batch_size, world))
+    return max(epochs, -(-min_steps // per_epoch))
 
 
 def fig3_class_sizes(

@@ -43,6 +43,7 @@ from typing import Any
 
 from robustkd.dagpaths import DagError, dry_run, parse_jobs, target_rules
 from robustkd.errors import PlanError
+from robustkd.labelfractions import fraction_min_steps, fraction_run_epochs
 from robustkd.layout import evaluation_tests, finetune_runs
 from robustkd.throughput import (
     ASSUMED,
@@ -247,13 +248,16 @@ def plan_jobs(
             job.runs.append(f"imagenet100 x{cfg['epochs']} ep {who}")
         elif rule in _FINETUNE_KINDS:
             epochs = int(training["finetune"]["epochs"])
+            floor = fraction_min_steps(config) if rule == "finetune_fractions" else 0
+            batch = int(training["finetune"].get("batch_size", 1)) if floor else 1
             job_runs = finetune_runs(config, _FINETUNE_KINDS[rule], job_seeds)
+            run_epochs = {}
             for data, fraction, _seed in job_runs:
-                n = _size(sizes, data, 0)
-                job.train_images += epochs * max(1, round(float(fraction) * n))
+                kept = max(1, round(float(fraction) * _size(sizes, data, 0)))
+                run_epochs[data, fraction] = fraction_run_epochs(kept, batch, epochs, floor)
+                job.train_images += run_epochs[data, fraction] * kept
                 job.eval_images += repeats * _size(sizes, data, 1)
-            pairs = dict.fromkeys((d, f) for d, f, _ in job_runs)
-            job.runs += [f"{d} frac {f} x{epochs} ep {who}" for d, f in pairs]
+            job.runs += [f"{d} frac {f} x{e} ep {who}" for (d, f), e in run_epochs.items()]
         elif rule == "evaluate_ladder":
             try:  # Fig 2's ladder or Table 4's test settings, with the training one
                 tests = len(evaluation_tests(config, wildcards.get("distortion", "")))

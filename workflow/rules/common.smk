@@ -24,7 +24,7 @@ from robustkd.config_args import coerce_config, config_hint
 from robustkd.datasources import demo_raw_spec, raw_input
 from robustkd.errors import ConfigError
 from robustkd.gpus import check_gpu_requests, stated_requests
-from robustkd.labelfractions import fraction_warnings
+from robustkd.labelfractions import fraction_min_steps, fraction_warnings
 from robustkd.plan import set_sizes
 from robustkd.timelimit import job_runtime
 from robustkd.report.claims import claim_inputs, paper_claims
@@ -435,6 +435,9 @@ def get_finetune_inputs(kind):
 def get_finetune_runs(kind):
     """Params function: the runs (dataset, fraction, seed, init, output) of one job."""
 
+    # Fig 3's runs train at least experiments.fig3.min_steps steps (absent or 0: not a param).
+    floor = fraction_min_steps(config) if kind == "fractions" else 0
+
     def runs(wildcards):
         out = []
         for d, f, s in finetune_runs(config, kind, get_job_seeds(wildcards)):
@@ -447,6 +450,7 @@ def get_finetune_runs(kind):
                     "init": _init_weights(wildcards, s),
                     "out": files["model"],
                 }
+                | ({"min_steps": floor} if floor else {})
             )
         return out
 

@@ -34,7 +34,8 @@ from robustkd.engine.jobsetup import (
     write_run_provenance,
 )
 from robustkd.engine.loop import resolve_device, train
-from robustkd.engine.optim import TrainConfig
+from robustkd.engine.optim import TrainConfig, stretch_epochs
+from robustkd.labelfractions import fraction_batch, fraction_run_epochs
 from robustkd.models.backbones import copy_student, create_backbone, freeze
 from robustkd.provenance import now_iso, run_wildcards
 
@@ -246,6 +247,10 @@ class FinetuneRun:
         seed: Seed of the run (data order, augmentation, distortions, label subset).
         init: Initial backbone weights (a pretrained student), or None for the backbone's own.
         out: Where the classifier's weights go; ``metrics.json`` is written beside them.
+        min_steps: Optimizer steps the run makes at least (Fig 3's
+            ``experiments.fig3.min_steps``): a label fraction too small for them in the
+            configured epochs trains for more
+            (:func:`~robustkd.labelfractions.fraction_run_epochs`). 0: the configured epochs.
     """
 
     data_dir: str
@@ -253,6 +258,7 @@ class FinetuneRun:
     seed: int
     init: str | None
     out: str
+    min_steps: int = 0
 
 
 @holds_run_folders(lambda job: [Path(run.out).parent for run in job["runs"]])
@@ -312,11 +318,13 @@ def finetune_job(
         clf = Classifier(create_backbone(spec), len(prepared.classes))
         keep = label_fraction_indices(prepared.labels("train"), run.fraction, run.seed)
         train_set = images.derive(seed=run.seed, indices=keep)
-        # A small label fraction may hold fewer images than a batch: shrink the batch.
-        # Data-parallel: keep it a multiple of the number of processes.
-        world = context().world
-        batch = min(cfg.batch_size, len(train_set))
-        run_cfg = replace(cfg, batch_size=max(world, batch - batch % world))
+        # A small label fraction may hold fewer images than a batch (the batch shrinks) and
+        # make fewer than run.min_steps steps in the configured epochs (it makes more epochs).
+        world, n_train = context().world, len(train_set)
+        run_cfg = stretch_epochs(
+            replace(cfg, batch_size=fraction_batch(n_train, cfg.batch_size, world)),
+            fraction_run_epochs(n_train, cfg.batch_size, cfg.epochs, run.min_steps, world),
+        )
         record = {
             "backbone": spec,
             "dataset": str(run.data_dir),

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["TrainConfig", "build_optimizer", "warmup_cosine"]
+__all__ = ["TrainConfig", "build_optimizer", "stretch_epochs", "warmup_cosine"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,26 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {unknown} (known: {sorted(known)})")
         return cls(**dict(cfg))
+
+
+def stretch_epochs(cfg: TrainConfig, epochs: int) -> TrainConfig:
+    """The run at ``epochs`` epochs with its schedule's shape kept.
+
+    The warmup grows or shrinks in the same ratio, so the run spends the same share of its
+    steps warming up.
+
+    Used for Fig 3's label fractions too small for ``experiments.fig3.min_steps`` steps in the
+    configured epochs (:func:`robustkd.labelfractions.fraction_run_epochs`). Example: 6 epochs,
+    warmup 0.5 epochs, stretched to 100 -> warmup 0.5 * 100 / 6 = 8.33 epochs.
+
+    Raises:
+        ValueError: ``epochs`` below 1 (named).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {epochs}")
+    if epochs == cfg.epochs:
+        return cfg
+    return replace(cfg, epochs=epochs, warmup_epochs=cfg.warmup_epochs * epochs / cfg.epochs)
 
 
 def build_optimizer(
