@@ -112,6 +112,12 @@ def test_demo_dag_end_to_end(workdir):
     assert "results/craft/students/craft/seed1/metrics.json" in craft["inputs"]
     fig3 = pd.read_csv(workdir / "results/figures/fig3.csv")
     assert set(fig3["fraction"]) == {0.5, 1.0}
+    # experiments.fig3.min_steps 3 (config/tiny.yaml): the 50 % run (12 images, batch 8, one
+    # step an epoch) makes 3 epochs where training.finetune has 1; the 100 % run keeps its 1.
+    for frac, epochs in (("frac0.5", 3), ("frac1", 1)):
+        run_dir = workdir / f"results/finetune/imagenet100/ours/mask-0.90/{frac}/seed0"
+        record = json.loads((run_dir / "provenance.json").read_text())
+        assert (record["config"]["train"]["epochs"], record["train"]["epochs"]) == (epochs, epochs)
 
     # A second run has nothing to do.
     again = run(workdir, "all", "--dry-run")
