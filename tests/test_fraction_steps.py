@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from robustkd.data.prepared import PreparedWriter
 from robustkd.engine.optim import TrainConfig, stretch_epochs
 from robustkd.labelfractions import fraction_batch, fraction_min_steps, fraction_run_epochs
 from robustkd.plan import parse_dry_run, plan_jobs
+from tests.test_label_fractions import finetune_tiny
 from tests.test_plan import CONFIG, DRY_RUN, SIZES
 
 
@@ -70,40 +69,15 @@ def test_the_floor_is_read_from_the_config():
 
 
 def test_a_finetune_run_makes_the_floor_of_steps_with_a_stretched_warmup(tmp_path):
-    from robustkd.engine.jobs import FinetuneRun, finetune_job
-
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    with PreparedWriter(data, ["a", "b"]) as w:
-        w.add_array("train", rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8), [0, 1] * 6)
-        w.add_array("val", rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), [0, 1] * 2)
-    out = tmp_path / "run" / "model.pth"
-    finetune_job(
-        backbone={
-            "timm_name": "vit_tiny_patch16_224",
-            "weights": None,
-            "kwargs": {
-                "img_size": 16,
-                "patch_size": 8,
-                "embed_dim": 16,
-                "depth": 1,
-                "num_heads": 2,
-            },
-        },
-        # 0.5 keeps 3 images per class: 6 images, batch 6, one step an epoch; 2 epochs, floor 5
-        runs=[FinetuneRun(str(data), 0.5, 0, None, str(out), min_steps=5)],
-        distortion={"family": "mask", "p": 0.5},
-        train_cfg={"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 0.8, "log_every": 1},
-        evaluation={"repeats": 1, "batch_size": 8},
-        views={"crop_scale": [0.5, 1.0], "preload_size": 16},
-        device="cpu",
-    )
-    record = json.loads((out.parent / "provenance.json").read_text())
+    # 0.5 keeps 3 images per class: 6 images, batch 6, one step an epoch; 2 epochs, floor 5
+    train = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 0.8, "log_every": 1}
+    run = finetune_tiny(tmp_path, 0.5, train, min_steps=5)
+    record = json.loads((run / "provenance.json").read_text())
     assert record["config"]["train"]["epochs"] == 5
     assert record["config"]["train"]["batch_size"] == 6
     assert record["config"]["train"]["warmup_epochs"] == pytest.approx(2.0)  # 0.8 * 5 / 2
     assert record["train"]["steps"] == 5
-    steps = [json.loads(line) for line in (out.parent / "log.jsonl").read_text().splitlines()]
+    steps = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     # warmup of 2 steps (5e-4, 1e-3), then the cosine over the other 3 steps from progress 0:
     # 1e-3 * 0.5 * (1 + cos(pi * k / 3)) for k = 0, 1, 2
     assert [s["step"] for s in steps] == [1, 2, 3, 4, 5]

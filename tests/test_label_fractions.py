@@ -38,7 +38,8 @@ def small() -> dict:
     return merge_configs(base, SMALL)
 
 
-def test_finetune_job_records_the_share_of_labels_used(tmp_path):
+def finetune_tiny(tmp_path: Path, fraction: float, train_cfg: dict, min_steps: int = 0) -> Path:
+    """Fine-tune a one-block ViT on 12 training images of 2 classes (16 px); its run folder."""
     from robustkd.engine.jobs import FinetuneRun, finetune_job
 
     rng = np.random.default_rng(0)
@@ -59,14 +60,19 @@ def test_finetune_job_records_the_share_of_labels_used(tmp_path):
                 "num_heads": 2,
             },
         },
-        runs=[FinetuneRun(str(data), 0.001, 0, None, str(out))],
+        runs=[FinetuneRun(str(data), fraction, 0, None, str(out), min_steps=min_steps)],
         distortion={"family": "mask", "p": 0.5},
-        train_cfg={"epochs": 1, "batch_size": 4, "lr": 1e-3},
+        train_cfg=train_cfg,
         evaluation={"repeats": 1, "batch_size": 8},
         views={"crop_scale": [0.5, 1.0], "preload_size": 16},
         device="cpu",
     )
-    metrics = json.loads((out.parent / "metrics.json").read_text())
+    return out.parent
+
+
+def test_finetune_job_records_the_share_of_labels_used(tmp_path):
+    run = finetune_tiny(tmp_path, 0.001, {"epochs": 1, "batch_size": 4, "lr": 1e-3})
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["fraction"] == 0.001 and metrics["n_train"] == 2
     assert metrics["fraction_used"] == pytest.approx(1 / 6) and metrics["n_train_split"] == 12
 
