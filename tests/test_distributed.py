@@ -30,8 +30,8 @@ import torch.multiprocessing as mp
 from robustkd.distortions import batch_shard, create_distortion
 from robustkd.engine.checkpoint import load_checkpoint
 from robustkd.engine.devices import DEVICE_ENV
-from robustkd.engine.distributed import DistContext, JobReferenceError, run_job
-from robustkd.engine.faults import GROUP_TERM_ENV, TERM_ENV
+from robustkd.engine.distributed import DistContext, JobReferenceError, LaunchError, run_job
+from robustkd.engine.faults import ABORT_AFTER_JOB_ENV, GROUP_TERM_ENV, KILL_ENV, TERM_ENV
 from robustkd.engine.optim import TrainConfig
 from robustkd.engine.preemption import Preempted
 from robustkd.engine.runlock import LOCK_NAME
@@ -191,6 +191,33 @@ def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup, tm
     prov = json.loads((tmp_path / "two" / "provenance.json").read_text())
     assert prov["seed"] == 0
     assert load_checkpoint(tmp_path / "two" / "checkpoint.pt")["step"] == 10
+
+
+def test_a_rank_that_aborts_after_every_rank_finished_the_job_loses_nothing(
+    setup,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    caplog,
+):
+    # As gloo's teardown once aborted rank 1 of this 2-process run ("terminate called without
+    # an active exception") after rank 0 had written everything: the job stands, with a warning.
+    monkeypatch.setenv(ABORT_AFTER_JOB_ENV, "1")
+    out = tmp_path / "two" / "student.pth"
+    with caplog.at_level("WARNING", logger="robustkd.engine.distributed"):
+        run_job(DISTILL, _kwargs(setup, out), processes=2, timeout=bounded.JOB)
+    assert "after every rank had finished the job" in caplog.text
+    assert "exited with code 1" in caplog.text  # torchrun's code for a failed rank
+    assert out.is_file() and (out.parent / "provenance.json").is_file()
+    assert load_checkpoint(out.parent / "checkpoint.pt")["step"] == 10
+
+
+def test_a_rank_that_dies_inside_the_job_fails_the_launch(setup, tmp_path, monkeypatch):  # noqa: F811
+    # The same ranks killed before step 4 never reach the barrier: no rank finished the job.
+    monkeypatch.setenv(KILL_ENV, "4")
+    out = tmp_path / "two" / "student.pth"
+    with pytest.raises(LaunchError, match=r"exited with code \d+; the ranks' errors"):
+        run_job(DISTILL, _kwargs(setup, out), processes=2, timeout=bounded.JOB)
+    assert not out.exists()
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ from robustkd.gpus import gpu_processes, requested_gpus
 __all__ = [
     "AGENT",
     "GROUP_TIMEOUT",
+    "FINISHED_DIR",
     "PREEMPTED_NOTE",
     "RANKS_MODULE",
     "DistContext",
@@ -96,6 +97,9 @@ GROUP_TIMEOUT = timedelta(hours=2)
 RANKS_MODULE = "robustkd.engine.ranks"
 AGENT = "--agent"
 PREEMPTED_NOTE = "preempted.txt"
+# Beside the spec: a file per rank that left the barrier after the job, so every rank had
+# finished it (robustkd.engine.ranks.rank).
+FINISHED_DIR = "finished"
 # Seconds between the launcher's looks at torchrun (exit, time limit, ranks to signal).
 _POLL_S = 1.0
 
@@ -351,6 +355,19 @@ def _torchrun(
             "outside their training loop; see their log above); rerun the job to resume from its "
             "last checkpoint"
         )
+    if returncode != 0 and any((tmp / FINISHED_DIR).glob("rank-*")):
+        # A rank left the barrier after the job: every rank had finished it and rank 0 had
+        # written every output. A rank that then dies leaving the process group (gloo's
+        # teardown has aborted one, "terminate called without an active exception") has lost
+        # nothing: the job stands, and the log says so.
+        log.warning(
+            "%s exited with code %d after every rank had finished the job (the failure came "
+            "while the ranks left the process group; see their log above): its outputs are "
+            "complete",
+            what,
+            returncode,
+        )
+        return
     if returncode != 0:
         raise LaunchError(
             f"{what} exited with code {returncode}; the ranks' errors and tracebacks are logged "

@@ -1,6 +1,6 @@
 """Faults the training loop injects at a given step, for the tests of resume and preemption.
 
-Each is an environment variable holding a global step (unset: nothing happens):
+Each is an environment variable (unset: nothing happens); all but the last hold a global step:
 
 - ``ROBUSTKD_SIGKILL_AT_STEP`` (:data:`KILL_ENV`): SIGKILL to the training process right
   before that step (exact resume after a hard kill).
@@ -17,6 +17,10 @@ Each is an environment variable holding a global step (unset: nothing happens):
   :func:`~robustkd.engine.distributed.run_job` names in ``ROBUSTKD_LAUNCHER_PGID``
   (:data:`LAUNCHER_PGID_ENV`). The signal is sent while the loader's workers still have
   batches in flight.
+
+- ``ROBUSTKD_ABORT_AFTER_JOB`` (:data:`ABORT_AFTER_JOB_ENV`): the torchrun rank of that number
+  aborts (SIGABRT) once every rank has finished the job, as gloo's teardown has made a rank
+  abort while leaving the process group (:func:`robustkd.engine.ranks.rank`).
 
 The group signal comes from a helper process, as a cluster's signal comes from outside the job
 (torch's loader workers treat a SIGTERM from their own parent differently: they exit quietly),
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "ABORT_AFTER_JOB_ENV",
     "GROUP_TERM_ENV",
     "KILL_ENV",
     "LAUNCHER_PGID_ENV",
@@ -49,6 +54,7 @@ TERM_ENV = "ROBUSTKD_SIGTERM_AT_STEP"
 STOP_ENV = "ROBUSTKD_SIGSTOP_AT_STEP"
 GROUP_TERM_ENV = "ROBUSTKD_SIGTERM_GROUP_AT_STEP"
 LAUNCHER_PGID_ENV = "ROBUSTKD_LAUNCHER_PGID"
+ABORT_AFTER_JOB_ENV = "ROBUSTKD_ABORT_AFTER_JOB"
 # How long the helper waits at most for the signalled processes to take the signal (seconds;
 # a process that blocks it would otherwise hold the helper forever).
 _DELIVERY_WAIT_S = 30.0

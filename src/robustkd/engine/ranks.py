@@ -23,11 +23,13 @@ import torch.distributed as dist
 from robustkd.engine.devices import DEVICE_ENV, rank_device
 from robustkd.engine.distributed import (
     AGENT,
+    FINISHED_DIR,
     GROUP_TIMEOUT,
     PREEMPTED_NOTE,
     context,
     resolve_job,
 )
+from robustkd.engine.faults import ABORT_AFTER_JOB_ENV
 from robustkd.engine.signals import PREEMPT_SIGNALS, Preempted
 
 __all__ = ["agent", "rank"]
@@ -65,7 +67,9 @@ def rank(spec_path: str) -> None:
     its device (:func:`~robustkd.engine.devices.rank_device`: the launcher's backend, gloo on
     the CPU or NCCL with ``cuda:$LOCAL_RANK``) as the job's ``auto`` device; inside
     the training loop, the loop's guard turns a signal into a checkpoint. When the job stops with
-    :class:`~robustkd.engine.signals.Preempted`, rank 0 leaves its message for the launcher.
+    :class:`~robustkd.engine.signals.Preempted`, rank 0 leaves its message for the launcher;
+    when every rank has finished it (past the barrier after it), each rank leaves a file in
+    ``finished/``.
 
     Args:
         spec_path: The launcher's ``job.pkl``; its folder holds the pid files and the note.
@@ -100,6 +104,13 @@ def rank(spec_path: str) -> None:
         # for it here, so no rank closes its connections while another still holds the group
         # (gloo may then fail the still-running rank with "Connection closed by peer").
         dist.barrier()
+        # Past the barrier every rank has finished the job: the launcher accepts the job even if
+        # a rank then fails leaving the group (robustkd.engine.distributed._torchrun).
+        finished = folder / FINISHED_DIR / f"rank-{ctx.rank}"
+        finished.parent.mkdir(exist_ok=True)
+        finished.touch()
+        if os.environ.get(ABORT_AFTER_JOB_ENV) == str(ctx.rank):  # tests only: such a failure
+            os.abort()
     except Preempted as e:
         if ctx.main:
             (folder / PREEMPTED_NOTE).write_text(str(e))
