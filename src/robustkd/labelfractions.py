@@ -100,7 +100,7 @@ def fraction_min_steps(config: Mapping[str, Any]) -> int:
     """Optimizer steps each Fig 3 run makes at least: ``experiments.fig3.min_steps`` (absent: 0).
 
     A run whose fraction is too small for them in ``training.finetune.epochs`` trains for more
-    epochs (:func:`robustkd.engine.optim.at_least_steps`).
+    epochs (:func:`fraction_run_epochs`, :func:`robustkd.engine.optim.stretch_epochs`).
     """
     fig3 = (config.get("experiments") or {}).get("fig3") or {}
     return int(fig3.get("min_steps") or 0)

@@ -63,8 +63,8 @@ from robustkd.gpus import gpu_processes, requested_gpus
 
 __all__ = [
     "AGENT",
-    "GROUP_TIMEOUT",
     "FINISHED_DIR",
+    "GROUP_TIMEOUT",
     "PREEMPTED_NOTE",
     "RANKS_MODULE",
     "DistContext",
