@@ -87,6 +87,30 @@ def test_a_family_is_decided_on_holm_adjusted_p():
     assert decisions[3].mde == pytest.approx(minimal_detectable_effect(sd, 3, 0.005))
 
 
+def test_a_nonzero_difference_within_the_margin_is_equivalent():
+    """Surely nonzero and surely under the margin: equivalent, whichever sign it has."""
+    small = [0.9, 1.0, 1.1, 1.0, 0.95, 1.05]  # mean 1.0, squares 0.025: sd sqrt(0.025 / 5)
+    se = math.sqrt(0.025 / 5) / math.sqrt(6)  # 0.0289
+    p_diff = 2 * stats.t.sf(1.0 / se, 5)  # t = 1.0 / 0.0289 = 34.6
+    p_eq = stats.t.cdf((1.0 - 2.0) / se, 5)  # the binding side: H0 mean >= +2, t = -34.6
+    assert tost_p(small, 2.0) == pytest.approx(max(p_eq, stats.t.sf(3.0 / se, 5)))
+    large = [3.9, 4.0, 4.1, 4.0, 3.95, 4.05]  # the same spread around 4: beyond the margin
+    negative = [-v for v in small]
+    decisions = decide(
+        [small, large, negative],
+        [p_diff, 2 * stats.t.sf(4.0 / se, 5), p_diff],
+        margin=2.0,
+        alpha=0.05,
+    )
+    assert [d.verdict for d in decisions] == ["equivalent", "supported", "equivalent"]
+    # The difference test rejected zero for the equivalent ones too: both p are reported.
+    assert decisions[0].p_adj < 0.05 and decisions[0].p_equiv_adj < 0.05
+    assert decisions[2].p_adj < 0.05 and decisions[2].p_equiv_adj < 0.05
+    # Without a margin the same values are decided by the difference test alone.
+    (d,) = decide([small], [p_diff], margin=0.0)
+    assert d.verdict == "supported"
+
+
 def test_no_equivalence_without_a_margin_and_unequal_inputs_are_refused():
     (d,) = decide([[0.1, -0.1, 0.0, 0.2]], [0.5], margin=0.0)
     assert d.verdict == "undecided" and math.isnan(d.p_equiv)

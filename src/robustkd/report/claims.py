@@ -12,10 +12,10 @@ like a paired difference (:func:`robustkd.report.stats.paired_test` against zero
 
 **Verdicts** (:mod:`robustkd.report.verdicts`; assumed, not from the paper): every claim's
 difference test and equivalence test form one family, Holm-adjusted at ``claims.alpha``, so
-the chance that any verdict of the table is wrong is at most alpha. A claim is *supported* or
-*contradicted* when its adjusted difference p is below alpha (by the sign of the mean),
-*equivalent* when its adjusted equivalence p is (no difference as large as
-``claims.equivalence_margin`` points), else *undecided*, with the minimal detectable effect
+the chance that any verdict of the table is wrong is at most alpha. A claim is *equivalent*
+when its adjusted equivalence p is below alpha (no difference as large as
+``claims.equivalence_margin`` points), else *supported* or *contradicted* when its adjusted
+difference p is (by the sign of the mean), else *undecided*, with the minimal detectable effect
 saying what the run could have seen. The same code gives the verdicts of a paper-scale run.
 """
 

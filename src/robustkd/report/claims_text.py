@@ -62,9 +62,9 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) 
         "paired t-test p.",
         "- Holm p: that p adjusted with Holm's method over every test of this table (each "
         "claim's difference test and its equivalence test); verdicts are decided on it: "
-        f"supported / contradicted if below {rule['alpha']:g} (by the sign of the difference), "
-        f"equivalent if the adjusted equivalence (TOST, margin {margin:g} points) p is, "
-        "otherwise undecided at this size.",
+        f"equivalent if the adjusted equivalence (TOST, margin {margin:g} points) p is below "
+        f"{rule['alpha']:g}, even where the difference is nonzero, else supported / "
+        "contradicted if the difference's is (by its sign), otherwise undecided at this size.",
         f"- MDE: the minimal detectable effect, the smallest true difference (points) the test "
         f"detects with {rule['power']:.0%} power at this run's seeds and spread, at Holm's "
         "first-step level; an undecided claim rules out nothing smaller.",

@@ -16,11 +16,21 @@ own: a verdict is a finding only if it is unlikely to be a chance one, and a fal
 rate of 5 % among some 60 verdicts still allows several wrong ones. Verdicts, decided on the
 adjusted p-values:
 
-- *supported*: difference adjusted p < alpha and mean > 0;
-- *contradicted*: difference adjusted p < alpha and mean < 0;
-- *equivalent*: not the above, and equivalence adjusted p < alpha: no difference as large as
-  the margin (a finding too: the paper's effect is absent at this scale);
-- *undecided*: neither; the **minimal detectable effect** (MDE) says what the run could see.
+- *equivalent*: equivalence adjusted p < alpha: no difference as large as the margin, whether
+  or not the difference test also rejects zero (a finding too: the paper's effect, if any, is
+  smaller than the margin at this scale);
+- *supported*: not equivalent, difference adjusted p < alpha and mean > 0;
+- *contradicted*: not equivalent, difference adjusted p < alpha and mean < 0;
+- *undecided*: none of these; the **minimal detectable effect** (MDE) says what the run could
+  see.
+
+Equivalence comes first because the margin is the smallest difference the table calls an
+effect: a difference that is surely nonzero but surely smaller than the margin (e.g. +0.7
+[+0.3, +1.1] points at a 2-point margin) is "no effect of that size", not support for the
+paper's claim. With difference first, such an effect is supported in a replication whose test
+rejects zero and equivalent in one whose test just misses, so the verdict moved with the seeds
+and the CPU (Lakens, Scheel & Isager 2018, "Equivalence testing for psychological research",
+call it a significant but trivial effect). The difference column still shows its sign and p.
 
 The MDE is the smallest true mean difference the difference test detects with probability
 ``power`` (80 %) at the run's ``n`` and observed spread ``sd``, at the level ``alpha / m`` of
@@ -181,10 +191,10 @@ def decide(
         sd = float(x.std(ddof=1)) if len(x) > 1 else math.nan
         mean = float(x.mean()) if len(x) else math.nan
         p_adj, q_adj = adjusted[i], adjusted[k + i]
-        if p_adj < alpha and mean != 0:
-            verdict = "supported" if mean > 0 else "contradicted"
-        elif q_adj < alpha:
+        if q_adj < alpha:
             verdict = "equivalent"
+        elif p_adj < alpha and mean != 0:
+            verdict = "supported" if mean > 0 else "contradicted"
         else:
             verdict = "undecided"
         mde = minimal_detectable_effect(sd, len(x), alpha / max(m, 1), power)
