@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from robustkd.codesource import source_digest
 from robustkd.plan import parse_dry_run
-from robustkd.triggers import WorkflowFile, scientific, with_operational
+from robustkd.triggers import WorkflowFile, library_digest, scientific, with_operational
 from tests import bounded
 from tests.conftest import copy_workflow
 
@@ -135,6 +136,34 @@ def test_scientific_settings_still_rerun(built):
     overlay = _overlay(built["base"], "epochs", epochs)
     jobs = _would_run(built["second"], built["workdir"], overlay)
     assert jobs == Counter({"pretrain_backbone": 2, "distill": 1})
+
+
+def test_library_digest_is_the_content_of_the_python_files(tmp_path):
+    """Same files anywhere: same digest; an edit changes it; caches and other files do not."""
+    import hashlib
+
+    def package(where: Path, body: str) -> Path:
+        (where / "pkg" / "sub").mkdir(parents=True)
+        (where / "pkg" / "__init__.py").write_text("")
+        (where / "pkg" / "sub" / "rule.py").write_text(body)
+        return where / "pkg"
+
+    a = package(tmp_path / "a", "ALPHA = 0.05\n")
+    b = package(tmp_path / "b", "ALPHA = 0.05\n")
+    sha = {
+        name: hashlib.sha256(body).hexdigest()
+        for name, body in (("i", b""), ("r", b"ALPHA = 0.05\n"))
+    }
+    expected = source_digest({"__init__.py": sha["i"], "sub/rule.py": sha["r"]})
+    assert library_digest(a) == library_digest(b) == expected
+    (b / "__pycache__").mkdir()
+    (b / "__pycache__" / "x.py").write_text("cached")
+    (b / "notes.txt").write_text("not Python")
+    assert library_digest(b) == expected
+    (b / "sub" / "rule.py").write_text("ALPHA = 0.01\n")
+    assert library_digest(b) != expected
+    with pytest.raises(FileNotFoundError, match="no Python source"):
+        library_digest(tmp_path / "empty")
 
 
 def test_workflow_file_compares_by_content_and_pickles_as_its_path(tmp_path):

@@ -125,6 +125,48 @@ def test_demo_dag_end_to_end(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+# The rules that only read results: a change to the library reruns them (robustkd.triggers).
+REPORT_RULES = {
+    "make_table",
+    "make_figure",
+    "make_fig4",
+    "provenance_page",
+    "claims",
+    "distill_curves",
+    "craft_report",
+}
+TARGETS = {"all", "table1", "table2", "table3", "table4", "fig2", "fig3", "fig4", "craft"}
+
+
+@pytest.mark.e2e
+def test_a_library_change_reruns_the_tables_and_claims_not_the_trainings(workdir):
+    """Edit the decision rule's module in a copy of the package: a dry run of `all` schedules
+    the tables, figures, claims and pages again (Snakemake's code trigger alone sees only the
+    scripts), and no training or evaluation job."""
+    from robustkd.plan import parse_dry_run
+
+    link = workdir / "src"
+    copy = workdir / "src-edited"
+    shutil.copytree(link.resolve(), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    module = copy / "robustkd" / "report" / "verdicts.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    link.rename(workdir / "src-link")
+    try:
+        copy.rename(link)
+        proc = run(workdir, "all", "--dry-run")
+    finally:
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        (workdir / "src-link").rename(link)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rules = {rule for rule, _ in parse_dry_run(proc.stdout + proc.stderr)}
+    assert {"claims", "make_table", "make_figure", "craft_report"} <= rules, rules
+    # Besides the report rules only the targets that collect them: no training, no evaluation.
+    assert rules <= REPORT_RULES | TARGETS, rules - REPORT_RULES - TARGETS
+    restored = run(workdir, "all", "--dry-run")
+    assert "Nothing to be done" in restored.stdout + restored.stderr
+
+
 @pytest.mark.e2e
 def test_invalid_config_stops_before_any_job(workdir, tmp_path):
     bad = tmp_path / "bad.yaml"

@@ -15,6 +15,12 @@ compares it with the current one. Two kinds of value are kept out of that compar
   reach its training settings and its provenance record. Everything else in the config is
   scientific and stays a trigger, ``amp``, ``amp_dtype`` and ``compile`` included (they
   change the arithmetic). Threads, GPUs, memory and time limits are resources, never params.
+
+Snakemake's own ``code`` trigger sees a rule's script file, not the library under ``src/`` that
+the script imports. The rules that only read results and write tables, figures, claims and
+pages take :func:`library_digest` as a param, so a change to the library (the claims' decision
+rule, a table's layout) reruns them, at a few seconds each. Training and evaluation jobs do not:
+a library change would rerun hours of them for a docstring; ``--forcerun <rule>`` reruns them.
 """
 
 from __future__ import annotations
@@ -22,9 +28,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["OPERATIONAL_KEYS", "WorkflowFile", "config_section", "scientific", "with_operational"]
+from robustkd.codesource import source_digest
+
+__all__ = [
+    "OPERATIONAL_KEYS",
+    "WorkflowFile",
+    "config_section",
+    "library_digest",
+    "scientific",
+    "with_operational",
+]
 
 # Keys of a training section (training.*, backbones.*.pretrain, craft.*.train) that change no
 # output: a run resumes across other values of them (robustkd.engine.checkpoint.run_identity).
@@ -83,6 +99,33 @@ class WorkflowFile(str):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> WorkflowFile:
         return self
+
+
+def library_digest(package: str | os.PathLike[str]) -> str:
+    """sha256 of a package's Python source: every ``*.py`` below ``package``, by content.
+
+    The same as :func:`robustkd.codesource.source_digest` over the package-relative paths and
+    the sha256 of each file's bytes, so two copies of the same source (a re-clone, another
+    folder) give the same digest and caches (``__pycache__``) count for nothing.
+
+    Args:
+        package: The package's folder (e.g. the checkout's ``src/robustkd``).
+
+    Returns:
+        The 64-character hex digest.
+
+    Raises:
+        FileNotFoundError: ``package`` is not a folder holding Python files.
+    """
+    root = Path(package)
+    files = {
+        f.relative_to(root).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in root.rglob("*.py")
+        if "__pycache__" not in f.parts
+    }
+    if not files:
+        raise FileNotFoundError(f"{root}: no Python source to digest")
+    return source_digest(files)
 
 
 def scientific(value: Any) -> Any:

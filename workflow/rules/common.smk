@@ -29,7 +29,7 @@ from robustkd.plan import set_sizes
 from robustkd.timelimit import job_runtime
 from robustkd.report.claims import claim_inputs, paper_claims
 from robustkd.report.pages import is_report_command
-from robustkd.triggers import scientific
+from robustkd.triggers import library_digest, scientific
 from robustkd.layout import (
     CLEAN_TEST,
     CORRUPTION_FIGURE,
@@ -86,6 +86,10 @@ except ConfigError as exc:
 # snakemake.config (with_operational), and its provenance record names them. Every other key is
 # scientific and reruns what uses it (amp, amp_dtype and compile too: they change arithmetic).
 # Threads, GPUs, memory and runtime are resources: never triggers.
+# The rules that only read results (tables, figures, claims, pages) also take LIBRARY, the
+# digest of the package's source: a library change (a decision rule, a layout) reruns them, not
+# the trainings (`--forcerun <rule>` does).
+LIBRARY = library_digest(Path(sys.modules["robustkd"].__file__).parent)
 
 # Fig 3's fractions that keep another number of images than they ask (once, not in every job).
 if getattr(workflow, "is_main_process", True):

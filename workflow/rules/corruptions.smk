@@ -68,6 +68,7 @@ rule corruption_report:
     conda:
         "../../envs/torch.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         models=get_corruption_report_models(),
         exp=config["experiments"]["corruptions"],
         methods=config["experiments"]["table1"]["methods"],

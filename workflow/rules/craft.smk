@@ -105,6 +105,7 @@ rule craft_report:
         mem_mb=4000,
         runtime=30,
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         config=get_craft_report_config(),
     script:
         "../scripts/craft_report.py"

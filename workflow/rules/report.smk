@@ -30,6 +30,7 @@ rule make_table:
     conda:
         "../../envs/report.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         config=scientific(config),  # common.smk, "Rerun triggers"
     script:
         "../scripts/make_table.py"
@@ -54,6 +55,7 @@ rule make_figure:
     conda:
         "../../envs/torch.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         config=scientific(config),  # common.smk, "Rerun triggers"
     script:
         "../scripts/make_figure.py"
@@ -78,6 +80,7 @@ rule make_fig4:
     conda:
         "../../envs/torch.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         seed=SEEDS[0],
     script:
         "../scripts/make_fig4.py"
@@ -106,6 +109,7 @@ rule provenance_page:
     conda:
         "../../envs/report.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         table_file="results/tables/{table}.csv",
     script:
         "../scripts/report_page.py"
@@ -176,6 +180,7 @@ rule claims:
     conda:
         "../../envs/report.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         config=scientific(config),  # common.smk, "Rerun triggers"
     script:
         "../scripts/claims.py"
@@ -211,6 +216,7 @@ rule distill_curves:
     conda:
         "../../envs/torch.yaml"
     params:
+        library=LIBRARY,  # common.smk, "Rerun triggers"
         runs=get_distill_curve_runs,
     script:
         "../scripts/distill_curves.py"
