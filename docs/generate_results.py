@@ -424,8 +424,10 @@ def build_block(run: Path, info: RunInfo, extras: Extras | None = None) -> str:
     if summary := claims_summary(study):
         took = extras.study_info.wall_s
         runs = extras.study_info.runs
-        where = "on the same cores" + (f" in {runs} Snakemake runs" if runs > 1 else "")
-        when = f", {took / 60:.0f} min {where}" if took else ""
+        if runs > 1:  # the sum of runs that each built a part: not the cost of one study
+            when = f", built in {runs} Snakemake runs on the same cores, {took / 60:.0f} min in all"
+        else:
+            when = f", {took / 60:.0f} min on the same cores" if took else ""
         csv = extras.study / "results" / "tables" / "claims.csv"
         lines += [
             "",

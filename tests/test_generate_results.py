@@ -70,6 +70,10 @@ def test_the_block_shows_the_study_the_agreement_and_that_the_demo_is_preliminar
     assert "same verdict: 64 of 64" not in block  # the README shows the first only
     assert "## The study's claims" in page and "n = 10 seeds" in page
     assert "| Ours | 51.2 ± 0.4 |" in page
+    # A study built by several runs says so: their sum is not the cost of one study.
+    several = gen.Extras(study=study, study_info=gen.RunInfo(wall_s=4980.0, runs=3))
+    block = gen.build_block(run, gen.RunInfo(), several)
+    assert "(`make study`, built in 3 Snakemake runs on the same cores, 83 min in all;" in block
 
 
 def test_without_a_study_the_block_shows_table1_and_the_runs_claims(tmp_path):
