@@ -69,7 +69,7 @@ def main() -> None:
         share = sum(v) / total if total else 0.0
         print(f"{name:28s} {len(v):5d} {sum(v):9.0f} {sum(v) / len(v):8.1f} {share:6.1%}")
     jobs = sum(len(v) for v in times.values())
-    print(f"{'all':28s} {jobs:5d} {total:9.0f}")
+    print(f"{'total':28s} {jobs:5d} {total:9.0f}")
     if unfinished:
         print(f"unfinished jobs (failed or interrupted): {unfinished}")
     if wall:

@@ -211,6 +211,20 @@ def test_markdown_pages_keep_tables_lists_and_escape_text():
     ]
 
 
+def test_an_mde_above_100_points_is_shown_as_more_than_100():
+    row = {"source": "Table 2", "text": "+1.00 [-9.00, +11.00], p = 0.50", "p_adj": 1.0}
+    rows = [
+        {**row, "statement": "wide", "mde": 1089.7, "verdict": "undecided", "n": 3},
+        {**row, "statement": "edge", "mde": 100.0, "verdict": "undecided", "n": 3},
+        {**row, "statement": "narrow", "mde": 4.43, "verdict": "undecided", "n": 3},
+    ]
+    md = claims_markdown(rows, {"alpha": 0.05, "power": 0.8, "equivalence_margin": 2.0})
+    assert "| wide | +1.00 [-9.00, +11.00], p = 0.50 | 1.00 | > 100 | undecided |" in md
+    assert "| edge | +1.00 [-9.00, +11.00], p = 0.50 | 1.00 | 100.0 | undecided |" in md
+    assert "| narrow | +1.00 [-9.00, +11.00], p = 0.50 | 1.00 | 4.4 | undecided |" in md
+    assert "1089" not in md
+
+
 def test_provenance_page_shows_every_cell_and_seed(tmp_path):
     spec = TableSpec("t", "Title", rows=[("a", "Row A")], columns=[("base", "Base"), ("ours", "O")])
     cells = [

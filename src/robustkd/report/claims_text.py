@@ -21,6 +21,16 @@ def _points(x: float) -> str:
     return f"{x:.1f}" if math.isfinite(x) else "n/a"
 
 
+#: MDEs above this many points are shown as ``> 100``: two top-1 accuracies (%) differ by at
+#: most 100 points, so the value only says that the run detects no such difference.
+MDE_SHOWN_UP_TO = 100.0
+
+
+def _mde(x: float) -> str:
+    """The MDE cell: points to one decimal, ``> 100`` above :data:`MDE_SHOWN_UP_TO`."""
+    return f"> {MDE_SHOWN_UP_TO:g}" if x > MDE_SHOWN_UP_TO else _points(x)
+
+
 def claims_markdown(rows: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) -> str:
     """The claims table in Markdown: counts, one row per claim, and how verdicts are made.
 
@@ -51,7 +61,7 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) 
     ]
     lines += [
         f"| {r['source']} | {r['statement']} | {r['text']} | {_p(r['p_adj'])} | "
-        f"{_points(r['mde'])} | {r['verdict']} |"
+        f"{_mde(r['mde'])} | {r['verdict']} |"
         for r in rows
     ]
     lines += [
@@ -67,6 +77,7 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]], rule: Mapping[str, Any]) 
         "contradicted if the difference's is (by its sign), otherwise undecided at this size.",
         f"- MDE: the minimal detectable effect, the smallest true difference (points) the test "
         f"detects with {rule['power']:.0%} power at this run's seeds and spread, at Holm's "
-        "first-step level; an undecided claim rules out nothing smaller.",
+        "first-step level; an undecided claim rules out nothing smaller (> 100: above 100 "
+        "points; the CSV keeps the value).",
     ]
     return "\n".join(lines) + "\n"
