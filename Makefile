@@ -5,6 +5,7 @@
 #   make study  set up .venv and decide the miniature's claims with 20 seeds, in study/
 #   make test   set up .venv and run every check (ruff, snakefmt, snakemake --lint, pytest)
 #   make results-docs RUN=<dir>   docs/results.md and the README's results block from a run
+#               (STUDY=<dir> AGREEMENT=<files>: with the study's; KEEP_STUDY=1: keep its parts)
 #   make gpu-check  the GPU check (benchmarks/gpu_check.py): on one NVIDIA GPU at most 8 min;
 #               without one its reduced CPU mode; record and summary in results/gpu_check/
 # CI (.ci/run) runs `make test` twice: as is, and with torch and oneDNN limited to AVX2 kernels
@@ -69,7 +70,7 @@ STUDY ?=
 AGREEMENT ?=
 results-docs: setup
 	$(BIN)/python docs/generate_results.py $(RUN) $(if $(STUDY),--study $(STUDY)) \
-		$(if $(AGREEMENT),--agreement $(AGREEMENT))
+		$(if $(AGREEMENT),--agreement $(AGREEMENT)) $(if $(KEEP_STUDY),--keep-study)
 
 # With GPU_CHECK_PY set (e.g. GPU_CHECK_PY=python3 on a GPU machine without internet, whose Python
 # has torch and the wheels of benchmarks/gpu_wheels.txt), that Python runs it on this checkout's

@@ -4,6 +4,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("gen", ROOT / "docs" / "generate_results.py")
 gen = importlib.util.module_from_spec(_spec)
@@ -55,7 +57,7 @@ def test_the_block_shows_the_study_the_agreement_and_that_the_demo_is_preliminar
     )
     block = gen.build_block(run, gen.RunInfo(), extras)
     assert block.startswith(gen.BEGIN) and block.endswith(gen.END)
-    assert "(`make study`, 50 min on the same cores; each claim:" in block
+    assert "(`make study`, 50 min on the same cores; each claim:" in block  # machine unknown
     assert "): 34 claims: 7 supported" in block
     # The overview counts each source's verdicts and gives its largest MDE.
     assert "| Table 1 | 2 | 1 | 0 | 1 | 0 | 4.0 |" in block
@@ -71,9 +73,43 @@ def test_the_block_shows_the_study_the_agreement_and_that_the_demo_is_preliminar
     assert "## The study's claims" in page and "n = 10 seeds" in page
     assert "| Ours | 51.2 ± 0.4 |" in page
     # A study built by several runs says so: their sum is not the cost of one study.
-    several = gen.Extras(study=study, study_info=gen.RunInfo(wall_s=4980.0, runs=3))
-    block = gen.build_block(run, gen.RunInfo(), several)
-    assert "(`make study`, built in 3 Snakemake runs on the same cores, 83 min in all;" in block
+    machine = "AMD EPYC (x86_64), no GPU, torch CPU kernels AVX512, 1 torch thread(s) per job"
+    info = gen.RunInfo(wall_s=4980.0, runs=3, machine=machine, cores="2")
+    block = gen.build_block(run, gen.RunInfo(), gen.Extras(study=study, study_info=info))
+    where = "on AMD EPYC, 2 cores, AVX512 kernels"
+    assert f"(`make study`, built in 3 Snakemake runs {where}, 83 min in all;" in block
+
+
+def test_keep_study_writes_the_studys_parts_again_around_a_new_run(tmp_path):
+    old_run = _run(tmp_path / "old", DEMO_CLAIMS)
+    study = _run(tmp_path / "study", STUDY_CLAIMS, CSV)
+    extras = gen.Extras(study=study, agreement="same verdict: 33 of 34 (97.1 %)\n")
+    page = gen.build_page(old_run, gen.RunInfo(), None, extras)
+    readme = "# x\n\n" + gen.build_block(old_run, gen.RunInfo(), extras) + "\n\n## More\n"
+    kept = gen.keep_study(page, readme)
+    new_claims = DEMO_CLAIMS.replace("1 supported, 0 contradicted", "0 supported, 1 contradicted")
+    new_run = _run(tmp_path / "new", new_claims)
+    (new_run / "results" / "tables" / "table1.md").write_text(TABLE1.replace("51.2", "48.0"))
+    new_page = gen.build_page(new_run, gen.RunInfo(date="2026-12-08"), None, kept)
+    new_block = gen.build_block(new_run, gen.RunInfo(date="2026-12-08"), kept)
+    # The study's sections and block part are the old ones, to the character; the run's are new.
+    for heading in gen.KEPT_HEADINGS:
+        section = page[page.index(heading) :].split("\n## ")[0]
+        assert section in new_page
+    study_part = readme[readme.index(gen.STUDY_LINE) : readme.index(gen.RUN_LINE)]
+    assert study_part in new_block
+    assert "| Ours | 48.0 ± 0.4 |" in new_page and "51.2" not in new_page
+    assert "64 claims: 0 supported, 1 contradicted" in new_block
+    assert "From the run of 2026-12-08" in new_block
+    assert new_block.index(gen.STUDY_LINE) < new_block.index(gen.RUN_LINE)
+
+
+def test_keep_study_refuses_a_page_without_a_study(tmp_path):
+    run = _run(tmp_path / "demo", DEMO_CLAIMS)
+    page = gen.build_page(run, gen.RunInfo(), None)
+    readme = gen.build_block(run, gen.RunInfo())
+    with pytest.raises(SystemExit, match="--keep-study: no study part"):
+        gen.keep_study(page, readme)
 
 
 def test_without_a_study_the_block_shows_table1_and_the_runs_claims(tmp_path):

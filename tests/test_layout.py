@@ -15,7 +15,7 @@ def test_finetune_runs(demo):
     seeds = demo["seeds"]
     assert finetune_runs(demo, "table") == [("imagenet100", "1", s) for s in seeds]
     fractions = {f for _, f, _ in finetune_runs(demo, "fractions")}
-    assert fractions == {"0.04", "0.1"}  # 100 % is the table run
+    assert fractions == {"0.1", "0.25"}  # 100 % is the table run
     transfer = {d for d, _, _ in finetune_runs(demo, "transfer")}
     assert transfer == {"cifar10", "cifar100", "stl10", "resisc45", "camelyon17"}
     with pytest.raises(KeyError, match="unknown fine-tuning kind"):
