@@ -167,6 +167,15 @@ def test_demo_claims_cover_every_comparison_the_paper_makes():
     assert by_source["Table 3"] == 3 * len(exp["table3"]["distortions"])
     assert by_source["Fig 3"] == 2 * len(exp["fig3"]["distortions"])
     assert by_source["Fig 2"] == sum(len(lad["test"]) for lad in exp["fig2"]["ladders"])
+    # Fig 2's statements name each setting by its label, as the tables do, not by its config key.
+    said = {c.key: c.statement for c in claims}
+    assert said["fig2/mask-0.90/mask-0.92/ours-supervised"] == (
+        "Trained at Random Mask p=0.9, ours beats the supervised baseline tested at the stronger "
+        "Random Mask p=0.92"
+    )
+    assert said["fig2/blur-9-1.3/blur-11-1.6/ours-supervised"].endswith(
+        "the stronger Gaussian Blur (11, 1.6) [for Gaussian Blur (45, 11.0)]"
+    )
     t2 = exp["table2"]
     assert by_source["Table 2"] == 2 * len(t2["distortions"]) * len(t2["datasets"])
     assert len({c.key for c in claims}) == len(claims)

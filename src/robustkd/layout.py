@@ -206,7 +206,15 @@ def figure_files(name: str) -> list[str]:
     return [f"results/figures/{name}.{ext}" for ext in ("png", "pdf", "csv")]
 
 
-def _row_label(config: Mapping[str, Any], name: str) -> str:
+def row_label(config: Mapping[str, Any], name: str) -> str:
+    """A distortion's label in tables and claims, e.g. ``Random Mask p=0.92``.
+
+    A miniature setting names the paper's it stands for: ``Gaussian Blur (11, 1.6) [for Gaussian
+    Blur (45, 11.0)]``.
+
+    Raises:
+        KeyError: ``name`` is not a key of the config's ``distortions``.
+    """
     spec = config["distortions"][name]
     label = distortion_label(spec)
     stands_for = spec.get("stands_for")
@@ -235,7 +243,7 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
         KeyError: Unknown table.
     """
     exp = config["experiments"][name]
-    dists = [(d, _row_label(config, d)) for d in exp["distortions"]]
+    dists = [(d, row_label(config, d)) for d in exp["distortions"]]
     methods = [(m, METHOD_LABELS[m]) for m in exp["methods"]]
     seeds = len(config["seeds"])
     if name == "table1":
@@ -255,7 +263,7 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
                 label = "Baseline" if m == "supervised" else METHOD_LABELS[m]
                 rows.append((f"{m}/{d}", f"{label} ({family})"))
         columns = [(ds, DATASET_LABELS[ds]) for ds in exp["datasets"]]
-        sev = ", ".join(_row_label(config, d) for d in exp["distortions"])
+        sev = ", ".join(row_label(config, d) for d in exp["distortions"])
         return TableSpec(
             name,
             f"Table 2: transfer, top-1 accuracy (%) on each test split, {seeds} seeds",
@@ -276,7 +284,7 @@ def table_spec(config: Mapping[str, Any], name: str) -> TableSpec:
             missing=_NOT_IMPLEMENTED,
         )
     if name == "table4":
-        rows = [(d, _row_label(config, d)) for d in table4_tests(config) if d != CLEAN_TEST]
+        rows = [(d, row_label(config, d)) for d in table4_tests(config) if d != CLEAN_TEST]
         if CLEAN_TEST in table4_tests(config):
             rows.append((CLEAN_TEST, "Clean (no distortion)"))
         train = exp["train"]

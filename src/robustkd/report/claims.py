@@ -35,6 +35,7 @@ from robustkd.layout import (
     finetune_files,
     fraction_tag,
     ladder_file,
+    row_label,
     table_spec,
 )
 from robustkd.provenance import now_iso
@@ -214,7 +215,7 @@ def paper_claims(config: Mapping[str, Any]) -> list[Claim]:
                         f"fig2/{lad['train']}/{test}/ours-supervised",
                         "Fig 2",
                         f"Trained at {rows.get(lad['train'], lad['train'])}, ours beats the "
-                        f"supervised baseline tested at the stronger {test}",
+                        f"supervised baseline tested at the stronger {row_label(config, test)}",
                         seeds,
                         Term(
                             label["ours"],
